@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: Docker engine, local images, lint, unit and
+# integration tests (real engine, real agent CLIs against a local fake model API).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-docker.sh
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+scripts/build-images.sh
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,85 @@
+"""The contract between the SessionManager and whatever runs a session's agent.
+
+A backend is synchronous (the manager calls it from worker threads) and knows nothing
+about the store or about sessions beyond the `ContainerSpec` it is given. Docker is the
+first backend; Kubernetes or a host multiplexer can follow without touching the manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..spec import ContainerSpec
+
+# (message, current, total): a step of a long operation; the numbers are optional.
+Progress = Callable[[str, int | None, int | None], None]
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    name: str
+    state: str  # running / exited / created / restarting / paused / dead
+    exit_code: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What clauderon needs to know about an image, probed once per image id."""
+
+    image_id: str
+    commands: frozenset[str]  # which of the interesting commands the image has
+    musl: bool  # the C library is musl (Alpine): native binaries must match
+    path: str  # the image's PATH, extended when clauderon provides the agent
+
+    @property
+    def has_shell(self) -> bool:
+        return "sh" in self.commands
+
+
+@dataclass(frozen=True)
+class CacheVolume:
+    name: str
+    size: int | None  # bytes, None when the engine does not say
+    used_by: list[str]  # container names
+    exists: bool = True
+
+
+class Backend(Protocol):
+    kind: str
+
+    def check(self) -> None:
+        """Raise DockerUnavailable (or the backend's equivalent) with the fix."""
+
+    def architecture(self) -> str:
+        """`x64` or `arm64`: which agent binaries this backend runs."""
+
+    def ensure_image(self, image: str, policy: str, progress: Progress) -> None: ...
+
+    def refresh_image(self, image: str, progress: Progress) -> str | None:
+        """Pull `image` again; return why not (and keep the local one) when it fails."""
+
+    def image_facts(self, image: str) -> ImageFacts: ...
+
+    def create(self, spec: ContainerSpec) -> str:
+        """Create and start the container; return its id."""
+
+    def start(self, name: str) -> None: ...
+
+    def stop(self, name: str) -> None: ...
+
+    def remove(self, name: str) -> None:
+        """Remove the container if it exists (idempotent)."""
+
+    def inspect(self, name: str) -> ContainerStatus | None: ...
+
+    def inspect_all(self, labels: dict[str, str]) -> dict[str, ContainerStatus]: ...
+
+    def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]: ...
+
+    def attach_command(self, name: str) -> list[str]: ...
+
+    def network_gateway(self) -> str:
+        """The host address containers reach (`host.docker.internal`)."""

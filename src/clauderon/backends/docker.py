@@ -1,0 +1,446 @@
+"""The Docker backend: turns a ContainerSpec into calls on the Docker Engine API."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from ..errors import ClauderonError, DockerUnavailable, ImageError, InvalidInput
+from ..spec import ContainerSpec
+from . import CacheVolume, ContainerStatus, ImageFacts, Progress
+
+MANAGED_LABEL = "clauderon.managed"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DETACH_KEYS = "ctrl-p,ctrl-q"
+DETACH_KEYS_HUMAN = "Ctrl-P Ctrl-Q"
+PIDS_LIMIT = 4096
+
+_IMAGE_RE = re.compile(
+    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"(?::[0-9]+)?|localhost(?::[0-9]+)?)/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+_EXIT_RE = re.compile(r"Exited \((-?\d+)\)")
+
+# Commands the probe looks for. `sh` is required; the rest decide what clauderon provides.
+_PROBE = r"""
+for c in sh bash git curl wget claude codex sccache chown; do
+  if command -v "$c" >/dev/null 2>&1; then echo "cmd=$c"; fi
+done
+if ls /lib/ld-musl-* >/dev/null 2>&1; then echo musl=1; fi
+echo "path=$PATH"
+"""
+
+
+def validate_image_name(image: str) -> str:
+    if not image or len(image) > 255 or not _IMAGE_RE.fullmatch(image):
+        raise InvalidInput(
+            f"invalid image name {image!r}: expected a Docker reference such as "
+            "debian:bookworm or registry.example.com/team/image:tag"
+        )
+    return image
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    if "@" in image:
+        repo, digest = image.split("@", 1)
+        return repo, digest
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = image.rsplit(":", 1)
+        return repo, tag
+    return image, "latest"
+
+
+def _api_message(exc: Exception) -> str:
+    if isinstance(exc, docker.errors.APIError):
+        text = exc.explanation or str(exc)
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        return str(text).strip()
+    return str(exc).strip()
+
+
+class DockerBackend:
+    kind = "docker"
+
+    def __init__(self, instance: str, client: docker.DockerClient | None = None):
+        self.instance = instance
+        self._client = client
+        self._lock = threading.Lock()
+        self._network_gateway: str | None = None
+
+    # --- connection -----------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = docker.from_env(timeout=120)
+                except docker.errors.DockerException as exc:
+                    raise self._unavailable(exc) from exc
+            return self._client
+
+    @staticmethod
+    def _unavailable(exc: Exception) -> DockerUnavailable:
+        text = str(exc)
+        if "Permission denied" in text or "PermissionError" in text:
+            return DockerUnavailable(
+                "permission denied on the Docker socket: run `sudo usermod -aG docker $USER && "
+                "newgrp docker`"
+            )
+        return DockerUnavailable(
+            "the Docker engine is not running or not reachable: start it (e.g. `sudo systemctl "
+            "start docker`) and check with `docker info`"
+        )
+
+    def _call(self, fn, *args, **kwargs):
+        """Run an engine call, turning a lost connection into the one clear error."""
+        try:
+            return fn(*args, **kwargs)
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            if isinstance(exc, docker.errors.APIError | docker.errors.ImageNotFound):
+                raise
+            raise self._unavailable(exc) from exc
+
+    def check(self) -> None:
+        self._call(self.client.ping)
+
+    def architecture(self) -> str:
+        arch = self._call(self.client.info).get("Architecture", "x86_64")
+        return {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
+            arch, arch
+        )
+
+    # --- images ---------------------------------------------------------------------
+
+    def _image_present(self, image: str) -> bool:
+        try:
+            self._call(self.client.images.get, image)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def ensure_image(self, image: str, policy: str, progress: Progress) -> None:
+        validate_image_name(image)
+        present = self._image_present(image)
+        if policy == "never":
+            if not present:
+                raise ImageError(
+                    f"image {image!r} is not present locally and the pull policy is 'never': "
+                    f"build or pull it first (docker pull {image})"
+                )
+            return
+        if policy == "if-not-present" and present:
+            return
+        try:
+            self._pull(image, progress)
+        except ClauderonError as exc:
+            if present:  # policy "always": a local copy exists, but the user asked for fresh
+                raise ImageError(
+                    f"could not pull {image!r} ({exc.message}); use --pull-policy "
+                    "if-not-present to run the local copy"
+                ) from exc
+            raise ImageError(
+                f"image {image!r} is not present locally and could not be pulled: {exc.message}"
+            ) from exc
+
+    def refresh_image(self, image: str, progress: Progress) -> str | None:
+        try:
+            self._pull(image, progress)
+            return None
+        except ClauderonError as exc:
+            if not self._image_present(image):
+                raise ImageError(
+                    f"could not pull {image!r} and there is no local copy: {exc.message}"
+                ) from exc
+            return exc.message
+
+    def _pull(self, image: str, progress: Progress) -> None:
+        repo, tag = _split_image(image)
+        layers: dict[str, tuple[int, int]] = {}
+        progress(f"Pulling {image}", None, None)
+        try:
+            stream = self._call(self.client.api.pull, repo, tag=tag, stream=True, decode=True)
+            for event in stream:
+                if "error" in event:
+                    raise ClauderonError(str(event["error"]).strip())
+                detail = event.get("progressDetail") or {}
+                layer = event.get("id")
+                if layer and detail.get("total"):
+                    layers[layer] = (detail.get("current", 0), detail["total"])
+                    done = sum(c for c, _ in layers.values())
+                    total = sum(t for _, t in layers.values())
+                    progress(f"Pulling {image}", done, total)
+        except (docker.errors.APIError, docker.errors.NotFound) as exc:
+            raise ClauderonError(_api_message(exc)) from exc
+
+    def image_facts(self, image: str) -> ImageFacts:
+        image_id = self._call(self.client.images.get, image).id
+        try:
+            output = self._call(
+                self.client.containers.run,
+                image,
+                entrypoint=["/bin/sh", "-c", _PROBE],
+                command=[],
+                network_mode="none",
+                remove=True,
+                user="0",
+                labels={
+                    MANAGED_LABEL: "true",
+                    "clauderon.instance": self.instance,
+                    "clauderon.role": "probe",
+                },
+            )
+        except docker.errors.ContainerError as exc:
+            raise ImageError(f"image {image!r} cannot run a shell: {exc.stderr!r}") from exc
+        except docker.errors.APIError as exc:
+            raise ImageError(
+                f"image {image!r} has no /bin/sh, which clauderon needs to start the agent "
+                f"({_api_message(exc)})"
+            ) from exc
+        lines = output.decode(errors="replace").splitlines()
+        commands = frozenset(line[4:] for line in lines if line.startswith("cmd="))
+        path = next((line[5:] for line in lines if line.startswith("path=")), "")
+        return ImageFacts(
+            image_id=image_id, commands=commands, musl="musl=1" in lines, path=path or DEFAULT_PATH
+        )
+
+    def image_id(self, image: str) -> str:
+        return self._call(self.client.images.get, image).id
+
+    # --- networks and volumes ---------------------------------------------------------
+
+    @property
+    def network_name(self) -> str:
+        return f"clauderon-{self.instance}"
+
+    def ensure_network(self) -> str:
+        """Create the sessions' network once; return its gateway (the host, seen from inside)."""
+        if self._network_gateway:
+            return self._network_gateway
+        try:
+            network = self._call(self.client.networks.get, self.network_name)
+        except docker.errors.NotFound:
+            try:
+                network = self._call(
+                    self.client.networks.create,
+                    self.network_name,
+                    driver="bridge",
+                    labels={MANAGED_LABEL: "true", "clauderon.instance": self.instance},
+                    # Sessions must not reach each other, only the host.
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                )
+            except docker.errors.APIError:  # created concurrently
+                network = self._call(self.client.networks.get, self.network_name)
+            network.reload()
+        config = (network.attrs.get("IPAM") or {}).get("Config") or [{}]
+        gateway = config[0].get("Gateway")
+        if not gateway:
+            raise ClauderonError(f"docker network {self.network_name} has no gateway address")
+        self._network_gateway = gateway
+        return gateway
+
+    def network_gateway(self) -> str:
+        return self.ensure_network()
+
+    def ensure_volume(self, name: str, owner: str, image: str) -> None:
+        """Create a shared cache volume once, owned by the user the containers run as."""
+        try:
+            self._call(self.client.volumes.get, name)
+            return
+        except docker.errors.NotFound:
+            pass
+        self._call(
+            self.client.volumes.create,
+            name,
+            labels={MANAGED_LABEL: "true", "clauderon.cache": "true"},
+        )
+        if owner != "0:0":
+            # A new volume is root-owned; hand it to the user once, with the session image
+            # (the only image known to be here).
+            self._call(
+                self.client.containers.run,
+                image,
+                entrypoint=["chown", owner, "/volume"],
+                command=[],
+                user="0",
+                network_mode="none",
+                remove=True,
+                mounts=[docker.types.Mount("/volume", name, type="volume")],
+                labels={
+                    MANAGED_LABEL: "true",
+                    "clauderon.instance": self.instance,
+                    "clauderon.role": "chown",
+                },
+            )
+
+    def cache_volumes(self, names: list[str]) -> list[CacheVolume]:
+        sizes: dict[str, int | None] = {}
+        try:
+            usage = self._call(self.client.df)
+            for vol in usage.get("Volumes") or []:
+                size = (vol.get("UsageData") or {}).get("Size")
+                sizes[vol["Name"]] = size if size is not None and size >= 0 else None
+        except docker.errors.APIError:
+            pass
+        users: dict[str, list[str]] = {n: [] for n in names}
+        for container in self._call(self.client.api.containers, all=True):
+            for mount in container.get("Mounts") or []:
+                if mount.get("Type") == "volume" and mount.get("Name") in users:
+                    users[mount["Name"]].append(container["Names"][0].lstrip("/"))
+        result = []
+        for name in names:
+            try:
+                self._call(self.client.volumes.get, name)
+                exists = True
+            except docker.errors.NotFound:
+                exists = False
+            result.append(CacheVolume(name, sizes.get(name), sorted(users[name]), exists))
+        return result
+
+    def remove_volume(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self._call(self.client.volumes.get, name).remove()
+
+    # --- containers -------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec) -> str:
+        gateway = self.ensure_network()
+        for mount in spec.mounts:
+            if mount.volume:
+                self.ensure_volume(mount.source, spec.user, spec.image)
+        mounts = [
+            docker.types.Mount(
+                m.target, m.source, type="volume" if m.volume else "bind", read_only=m.read_only
+            )
+            for m in spec.mounts
+        ]
+        kwargs: dict = {}
+        if spec.cpu_limit:
+            kwargs["nano_cpus"] = int(spec.cpu_limit * 1e9)
+        if spec.memory_limit:
+            kwargs["mem_limit"] = spec.memory_limit
+            kwargs["memswap_limit"] = spec.memory_limit
+        try:
+            container = self._call(
+                self.client.containers.create,
+                spec.image,
+                command=spec.command,
+                entrypoint=[],
+                name=spec.name,
+                user=spec.user,
+                environment=spec.env,
+                working_dir=spec.workdir,
+                labels=spec.labels,
+                tty=spec.tty,
+                stdin_open=True,
+                detach=True,
+                init=True,
+                mounts=mounts,
+                network=spec.network or self.network_name,
+                extra_hosts={alias: gateway for alias in spec.host_aliases},
+                security_opt=["no-new-privileges"],
+                cap_drop=["ALL"],
+                cap_add=spec.cap_add or None,
+                pids_limit=PIDS_LIMIT,
+                **kwargs,
+            )
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise ClauderonError(
+                    f"a container named {spec.name} already exists: remove it "
+                    f"(docker rm -f {spec.name}) or choose another --name",
+                    code="conflict",
+                    status=409,
+                ) from exc
+            raise ClauderonError(
+                f"docker could not create {spec.name}: {_api_message(exc)}",
+                code="backend_error",
+                status=500,
+            ) from exc
+        try:
+            self._call(container.start)
+        except docker.errors.APIError as exc:
+            raise ClauderonError(
+                f"docker could not start {spec.name}: {_api_message(exc)}",
+                code="backend_error",
+                status=500,
+            ) from exc
+        return container.id
+
+    def _container(self, name: str):
+        return self._call(self.client.containers.get, name)
+
+    def start(self, name: str) -> None:
+        try:
+            self._call(self._container(name).start)
+        except docker.errors.APIError as exc:
+            raise ClauderonError(
+                f"docker could not start {name}: {_api_message(exc)}",
+                code="backend_error",
+                status=500,
+            ) from exc
+
+    def stop(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self._call(self._container(name).stop, timeout=10)
+
+    def remove(self, name: str) -> None:
+        try:
+            self._call(self._container(name).remove, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
+
+    def inspect(self, name: str) -> ContainerStatus | None:
+        try:
+            attrs = self._container(name).attrs
+        except docker.errors.NotFound:
+            return None
+        state = attrs.get("State") or {}
+        status = state.get("Status", "unknown")
+        return ContainerStatus(
+            name=name,
+            state=status,
+            exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
+            labels=(attrs.get("Config") or {}).get("Labels") or {},
+        )
+
+    def inspect_all(self, labels: dict[str, str]) -> dict[str, ContainerStatus]:
+        """Every matching container in one engine call (no per-container inspect)."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        result: dict[str, ContainerStatus] = {}
+        for item in self._call(self.client.api.containers, all=True, filters=filters):
+            name = item["Names"][0].lstrip("/")
+            exit_match = _EXIT_RE.search(item.get("Status", ""))
+            result[name] = ContainerStatus(
+                name=name,
+                state=item.get("State", "unknown"),
+                exit_code=int(exit_match.group(1)) if exit_match else None,
+                labels=item.get("Labels") or {},
+            )
+        return result
+
+    def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]:
+        container = self._container(name)
+        yield from self._call(
+            container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
+        )
+
+    def attach_command(self, name: str) -> list[str]:
+        docker_cli = shutil.which("docker") or "docker"
+        return [docker_cli, "attach", "--detach-keys", DETACH_KEYS, name]

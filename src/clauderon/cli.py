@@ -1,0 +1,477 @@
+"""The command-line front end: a thin client of the daemon's API.
+
+It parses arguments, calls the API and prints. Every decision about sessions is made by
+the daemon's SessionManager; the CLI only shows the result, or the error on one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from . import __version__
+from .client import Client
+from .errors import ClauderonError
+
+app = typer.Typer(
+    name="clauderon",
+    help="Run coding agents (Claude Code, Codex) in isolated, parallel Docker sessions.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+daemon_app = typer.Typer(
+    help="Run or manage the daemon (started on demand by every command).",
+    invoke_without_command=True,
+)
+app.add_typer(daemon_app, name="daemon")
+
+_client: Client | None = None
+
+
+def client() -> Client:
+    global _client
+    if _client is None:
+        _client = Client()
+    return _client
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _age(timestamp: str) -> str:
+    then = datetime.fromisoformat(timestamp)
+    seconds = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _run_with_progress(method: str, path: str, **kwargs: Any) -> Any:
+    """Call a long operation, showing its progress on stderr; return its result."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+
+    console = Console(stderr=True)
+    result = None
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("Starting", total=None)
+        for event in client().stream(method, path, **kwargs):
+            if event["type"] == "progress":
+                total = event.get("total")
+                is_bytes = total is not None and total > 100
+                bar.update(
+                    task,
+                    description=event["message"],
+                    completed=event.get("current") if is_bytes else None,
+                    total=total if is_bytes else None,
+                )
+            elif event["type"] == "result":
+                result = event["result"]
+    return result
+
+
+# --- create ---------------------------------------------------------------------------
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClauderonError(f"invalid --env {pair!r}: use KEY=VALUE")
+        env[key] = value
+    return env
+
+
+@app.command()
+def create(
+    repo: str = typer.Option(..., "--repo", "-r", help="Repository (or a subdirectory of one)."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="What the agent should do."),
+    backend: str = typer.Option("docker", "--backend", "-b", help="Where the agent runs."),
+    agent: str = typer.Option("claude", "--agent", "-a", help="claude or codex."),
+    name: str | None = typer.Option(None, "--name", help="Session name (default: from prompt)."),
+    image: str | None = typer.Option(None, "--image", help="Container image."),
+    cpu_limit: str | None = typer.Option(None, "--cpu-limit", help="CPUs, e.g. 2, 0.5, 500m."),
+    memory_limit: str | None = typer.Option(None, "--memory-limit", help="e.g. 512m, 8g."),
+    pull_policy: str = typer.Option(
+        "if-not-present", "--pull-policy", help="always | if-not-present | never."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Model name passed to the agent."),
+    base_branch: str | None = typer.Option(
+        None, "--base-branch", help="Start the branch here (default: HEAD)."
+    ),
+    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE for the agent (repeat)."),
+    print_mode: bool = typer.Option(False, "--print", help="One non-interactive run."),
+    ask_permissions: bool = typer.Option(
+        False, "--ask-permissions", help="Keep the agent's permission prompts."
+    ),
+    agent_version: str | None = typer.Option(
+        None, "--agent-version", help="Agent version to provide if the image has none."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the session as JSON."),
+) -> None:
+    """Create a session: a worktree on a new branch and a container running the agent."""
+    request_id = str(uuid.uuid4())
+    body = {
+        "repo": os.path.abspath(os.path.expanduser(repo)),
+        "prompt": prompt,
+        "backend": backend,
+        "agent": agent,
+        "name": name,
+        "image": image,
+        "cpu_limit": cpu_limit,
+        "memory_limit": memory_limit,
+        "pull_policy": pull_policy,
+        "model": model,
+        "base_branch": base_branch,
+        "env": _parse_env(env),
+        "print_mode": print_mode,
+        "ask_permissions": ask_permissions,
+        "agent_version": agent_version,
+        "request_id": request_id,
+    }
+    try:
+        session = _run_with_progress("POST", "/api/sessions", json=body)
+    except KeyboardInterrupt:
+        err("Interrupted: cancelling the creation…")
+        cancelled = client().request(
+            "POST", "/api/sessions/cancel", json={"request_id": request_id}
+        )
+        err(
+            "Cancelled; nothing was left behind."
+            if cancelled["cancelled"]
+            else "The creation had already ended; see `clauderon list`."
+        )
+        raise typer.Exit(130) from None
+    if as_json:
+        print_json(session)
+        return
+    typer.echo(
+        f"Session {session['name']} is running ({session['agent']} in {session['container']})."
+    )
+    typer.echo(f"  worktree: {session['worktree']} (branch {session['branch']})")
+    if session["print_mode"]:
+        typer.echo(f"  output:   clauderon logs {session['name']} -f")
+    else:
+        typer.echo(f"  attach:   clauderon attach {session['name']}")
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_sessions(
+    archived: bool = typer.Option(False, "--archived", help="Include archived sessions."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List sessions."""
+    sessions = client().request("GET", "/api/sessions", params={"archived": archived})
+    if as_json:
+        print_json(sessions)
+        return
+    if not sessions:
+        typer.echo("No sessions. Start one with: clauderon create --repo PATH --prompt TEXT")
+        return
+    rows = [("NAME", "STATE", "AGENT", "IMAGE", "AGE", "REPO")]
+    for s in sessions:
+        state = s["state"] + (f" ({s['exit_code']})" if s.get("exit_code") is not None else "")
+        repo = s["repo"] + (f"/{s['subdirectory']}" if s["subdirectory"] else "")
+        rows.append((s["name"], state, s["agent"], s["image"], _age(s["created_at"]), repo))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        typer.echo(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        )
+
+
+@app.command()
+def attach(name: str) -> None:
+    """Attach to a session's agent (detaching leaves it running)."""
+    info = client().request("GET", f"/api/sessions/{name}/attach")
+    if not sys.stdin.isatty():
+        raise ClauderonError("attach needs a terminal (stdin is not a TTY)")
+    err(f"Attached to {name}. Detach with {info['detach_keys']}: the agent keeps running.")
+    try:
+        os.execvp(info["command"][0], info["command"])
+    except FileNotFoundError:
+        raise ClauderonError("the docker CLI is needed to attach; install it") from None
+
+
+@app.command()
+def logs(
+    name: str,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
+    tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
+) -> None:
+    """Print the output of a session's container."""
+    params: dict[str, Any] = {"follow": follow}
+    if tail is not None:
+        params["tail"] = tail
+    out = sys.stdout.buffer
+    try:
+        for chunk in client().stream_bytes("GET", f"/api/sessions/{name}/logs", params=params):
+            out.write(chunk)
+            out.flush()
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+# --- lifecycle ------------------------------------------------------------------------
+
+
+@app.command()
+def stop(name: str) -> None:
+    """Stop a session's container (the worktree and the conversation are kept)."""
+    client().request("POST", f"/api/sessions/{name}/stop")
+    typer.echo(f"Stopped {name}. Start it again with: clauderon start {name}")
+
+
+@app.command()
+def start(name: str) -> None:
+    """Start a stopped session; its agent continues the same conversation."""
+    _run_with_progress("POST", f"/api/sessions/{name}/start")
+    typer.echo(f"Started {name}.")
+
+
+@app.command()
+def archive(name: str) -> None:
+    """Remove a session's container but keep its worktree and branch."""
+    client().request("POST", f"/api/sessions/{name}/archive")
+    typer.echo(
+        f"Archived {name}: container removed, worktree kept. "
+        f"Bring it back with: clauderon unarchive {name}"
+    )
+
+
+@app.command()
+def unarchive(name: str) -> None:
+    """Recreate an archived session's container from its record."""
+    _run_with_progress("POST", f"/api/sessions/{name}/unarchive")
+    typer.echo(f"Unarchived {name}: it is running again.")
+
+
+@app.command()
+def refresh(name: str) -> None:
+    """Pull the session's image and recreate its container (everything else is kept)."""
+    result = _run_with_progress("POST", f"/api/sessions/{name}/refresh")
+    if result and result.get("warning"):
+        err(
+            f"warning: could not pull {result['session']['image']} ({result['warning']}); "
+            "recreated from the local image"
+        )
+    typer.echo(f"Refreshed {name}.")
+
+
+@app.command()
+def delete(
+    name: str,
+    force: bool = typer.Option(
+        False, "--force", "-f", help="Delete even with unsaved work (it is saved to a ref first)."
+    ),
+) -> None:
+    """Delete a session: container, worktree and branch. Refuses to lose work."""
+    result = client().request("DELETE", f"/api/sessions/{name}", params={"force": force})
+    typer.echo(f"Deleted {name}.")
+    if result.get("saved_ref"):
+        typer.echo(f"Its work was saved as {result['saved_ref']}. Get it back with:")
+        typer.echo(f"  {result['restore_hint']}")
+
+
+# --- maintenance ----------------------------------------------------------------------
+
+
+@app.command("clean-cache")
+def clean_cache(
+    force: bool = typer.Option(False, "--force", "-f", help="Remove the cache volumes."),
+) -> None:
+    """Show the shared cache volumes (dry run), or remove them with --force."""
+    from .limits import format_bytes
+
+    if not force:
+        for volume in client().request("GET", "/api/cache"):
+            if not volume["exists"]:
+                typer.echo(f"{volume['name']}: not created yet")
+                continue
+            size = format_bytes(volume["size"]) if volume["size"] is not None else "size unknown"
+            users = ", ".join(volume["sessions"]) or "no sessions"
+            typer.echo(f"{volume['name']}: {size}, used by {users}")
+        typer.echo("Nothing removed (dry run). Remove with: clauderon clean-cache --force")
+        return
+    result = client().request("DELETE", "/api/cache")
+    for name in result["removed"]:
+        typer.echo(f"Removed {name}")
+    for kept in result["kept"]:
+        typer.echo(f"Kept {kept['name']}: {kept['reason']}")
+    if not result["removed"] and not result["kept"]:
+        typer.echo("No cache volumes to remove.")
+
+
+@app.command()
+def reconcile(
+    remove_orphans: bool = typer.Option(
+        False, "--remove-orphans", help="Remove clauderon containers no session owns."
+    ),
+) -> None:
+    """Compare the store, the containers and the worktrees, and repair what is safe."""
+    report = _run_with_progress("POST", "/api/reconcile", params={"remove_orphans": remove_orphans})
+    _print_reconcile(report)
+    orphans = [c for c in report["orphan_containers"] if c not in report["removed_orphans"]]
+    if (
+        orphans
+        and sys.stdin.isatty()
+        and typer.confirm(
+            f"Remove {len(orphans)} container(s) that no session owns?", default=False
+        )
+    ):
+        report = _run_with_progress("POST", "/api/reconcile", params={"remove_orphans": True})
+        for name in report["removed_orphans"]:
+            typer.echo(f"Removed {name}")
+
+
+def _print_reconcile(report: dict[str, Any]) -> None:
+    lines = []
+    for name in report["rolled_back"]:
+        lines.append(f"Rolled back the unfinished creation of {name}")
+    for name in report["recreated"]:
+        lines.append(f"Recreated the missing container of {name}")
+    for failure in report["failed"]:
+        lines.append(f"Could not recreate {failure['session']}: {failure['error']}")
+    for name in report["missing_worktrees"]:
+        lines.append(f"Worktree missing for {name} (delete it with `clauderon delete {name}`)")
+    for name in report["orphan_containers"]:
+        if name in report["removed_orphans"]:
+            lines.append(f"Removed container {name}, which no session owns")
+        else:
+            lines.append(
+                f"Container {name} belongs to no session "
+                "(remove with `clauderon reconcile --remove-orphans`)"
+            )
+    for path in report["orphan_worktrees"]:
+        lines.append(f"Directory {path} belongs to no session (left alone)")
+    typer.echo("\n".join(lines) if lines else "All sessions are in sync.")
+
+
+@app.command()
+def doctor() -> None:
+    """Check that everything clauderon needs is in place, and say how to fix what is not."""
+    from .doctor import run_checks
+
+    failed = 0
+    for check in run_checks():
+        mark = "ok  " if check.ok else ("warn" if check.warning else "FAIL")
+        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok:
+            typer.echo(f"       fix: {check.fix}")
+            failed += 0 if check.warning else 1
+    if failed:
+        raise typer.Exit(1)
+
+
+# --- daemon ---------------------------------------------------------------------------
+
+
+@daemon_app.callback()
+def daemon(ctx: typer.Context) -> None:
+    """Run the daemon in the foreground (with no subcommand)."""
+    if ctx.invoked_subcommand is None:
+        from .daemon.server import run_daemon
+        from .paths import Paths
+
+        raise typer.Exit(run_daemon(Paths.from_env()))
+
+
+@daemon_app.command("status")
+def daemon_status() -> None:
+    """Say whether the daemon runs, and where."""
+    health = Client(autostart=False).ping()
+    if health is None:
+        typer.echo("The daemon is not running (commands start it on demand).")
+        raise typer.Exit(3)
+    typer.echo(
+        f"The daemon is running: pid {health['pid']}, version {health['version']}, "
+        f"home {health['home']}"
+    )
+
+
+@daemon_app.command("stop")
+def daemon_stop() -> None:
+    """Stop the daemon (sessions keep running; it restarts on demand)."""
+    import time
+
+    c = Client(autostart=False)
+    health = c.ping()
+    if health is None:
+        typer.echo("The daemon is not running.")
+        return
+    c.request("POST", "/api/daemon/shutdown")
+    for _ in range(100):
+        if c.ping() is None:
+            break
+        time.sleep(0.05)
+    typer.echo(f"Stopped the daemon (pid {health['pid']}).")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"clauderon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    pass
+
+
+def main() -> None:
+    """Entry point: every error ends as one line on stderr and a non-zero exit."""
+    try:
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        code = app(standalone_mode=False, prog_name="clauderon")
+        sys.exit(code if isinstance(code, int) else 0)
+    except ClauderonError as exc:
+        err(f"clauderon: error: {exc.message}")
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err("clauderon: aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err("clauderon: interrupted")
+        sys.exit(130)
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        code = getattr(exc, "exit_code", 1)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if code == 2 and ctx is not None else ""
+        err(f"clauderon: error: {message}{hint}")
+        sys.exit(code)
+    finally:
+        if _client is not None:
+            _client.close()

@@ -1,0 +1,136 @@
+"""From a session record to the container that runs it (pure: unit-tested without Docker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .agents import Agent, entrypoint_script
+from .agents.provision import CONTAINER_AGENT_DIR
+from .models import Session
+from .paths import Paths
+from .spec import ContainerSpec, Mount
+
+WORKSPACE = "/workspace"
+CACHE_VOLUMES = {
+    "clauderon-cargo-registry": f"{WORKSPACE}/.cargo/registry",
+    "clauderon-cargo-git": f"{WORKSPACE}/.cargo/git",
+    "clauderon-sccache": f"{WORKSPACE}/.cache/sccache",
+}
+# git reads $HOME/.config/git/ignore by default, whatever environment a tool gives it.
+CONTAINER_GITIGNORE = f"{WORKSPACE}/.config/git/ignore"
+# Keys the user cannot set with --env: clauderon's own parameters.
+RESERVED_ENV_PREFIX = "CLAUDERON_"
+
+
+def container_name(session_name: str) -> str:
+    return f"clauderon-{session_name}"
+
+
+def session_labels(paths: Paths, session: Session) -> dict[str, str]:
+    return {
+        "clauderon.managed": "true",
+        "clauderon.instance": paths.instance,
+        "clauderon.session": session.name,
+        "clauderon.session-id": session.id,
+        "clauderon.version": __version__,
+    }
+
+
+@dataclass(frozen=True)
+class ProvidedAgent:
+    """Agent binaries clauderon mounts because the image has none."""
+
+    directory: Path
+    image_path: str  # the image's own PATH, which the agent's bin directory extends
+
+
+@dataclass(frozen=True)
+class SpecInputs:
+    """Facts from outside the record that shape the container."""
+
+    uid: int
+    gid: int
+    git_common_dir: Path  # the main repository's git dir, mounted at its own path
+    git_identity: dict[str, str]  # GIT_AUTHOR_NAME … from the host's git config
+    provided_agent: ProvidedAgent | None = None
+
+
+def build_container_spec(
+    session: Session, agent: Agent, paths: Paths, inputs: SpecInputs, agent_mounts: list[Mount]
+) -> ContainerSpec:
+    git_dir = str(inputs.git_common_dir)
+    mounts = [
+        Mount(session.worktree, WORKSPACE),
+        # Git works inside: the worktree's .git file points into the main git dir, so that
+        # dir is mounted at the same path; its hooks and config stay read-only so an agent
+        # cannot plant code the host later runs.
+        Mount(git_dir, git_dir),
+        Mount(f"{git_dir}/hooks", f"{git_dir}/hooks", read_only=True),
+        Mount(f"{git_dir}/config", f"{git_dir}/config", read_only=True),
+        Mount(
+            str(paths.uploads / session.id),
+            f"{WORKSPACE}/.clauderon/uploads/{session.id}",
+            read_only=True,
+        ),
+        Mount(str(paths.hooks), f"{WORKSPACE}/.clauderon/hooks", read_only=True),
+        Mount(str(paths.home / "gitignore"), CONTAINER_GITIGNORE, read_only=True),
+        *agent_mounts,
+        *(Mount(volume, target, volume=True) for volume, target in CACHE_VOLUMES.items()),
+    ]
+    provided = inputs.provided_agent
+    if provided is not None:
+        mounts.append(Mount(str(provided.directory), CONTAINER_AGENT_DIR, read_only=True))
+
+    env = {
+        "HOME": WORKSPACE,
+        "TERM": "xterm-256color",
+        "COLORTERM": "truecolor",
+        "LANG": "C.UTF-8",
+        "CARGO_HOME": f"{WORKSPACE}/.cargo",
+        "SCCACHE_DIR": f"{WORKSPACE}/.cache/sccache",
+        # The uid has no passwd entry and may not own every mounted git dir.
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": "*",
+        **inputs.git_identity,
+        # So `docker exec … claude` finds a provided agent too, not only the entrypoint.
+        **({"PATH": f"{provided.image_path}:{CONTAINER_AGENT_DIR}/bin"} if provided else {}),
+        **agent.env(session),
+        **session.env,
+        "CLAUDERON_AGENT": agent.command,
+        "CLAUDERON_SESSION_ID": session.id,
+        "CLAUDERON_SESSION_NAME": session.name,
+        "CLAUDERON_PROMPT": session.prompt,
+        "CLAUDERON_MODEL": session.model or "",
+        "CLAUDERON_PRINT": "1" if session.print_mode else "0",
+        "CLAUDERON_SKIP_PERMISSIONS": "0" if session.ask_permissions else "1",
+    }
+    return ContainerSpec(
+        name=container_name(session.name),
+        image=session.image,
+        command=["/bin/sh", "-c", entrypoint_script(), "clauderon-entrypoint"],
+        workdir=session.workdir,
+        user=f"{inputs.uid}:{inputs.gid}",
+        env=env,
+        mounts=mounts,
+        labels=session_labels(paths, session),
+        cpu_limit=session.cpu_limit,
+        memory_limit=session.memory_limit,
+        tty=not session.print_mode,
+    )
+
+
+def prepare_mountpoints(spec: ContainerSpec, worktree: Path) -> None:
+    """Create the mount points inside the worktree as the user, before Docker creates them
+    as root (root-owned directories in a worktree would break its removal later)."""
+    for mount in spec.mounts:
+        if not mount.target.startswith(f"{WORKSPACE}/"):
+            continue
+        point = worktree / mount.target.removeprefix(f"{WORKSPACE}/")
+        if mount.volume or Path(mount.source).is_dir():
+            point.mkdir(parents=True, exist_ok=True)
+        else:
+            point.parent.mkdir(parents=True, exist_ok=True)
+            point.touch(exist_ok=True)

@@ -1,0 +1,1 @@
+"""The daemon: owns all state and serves the API every front end uses."""

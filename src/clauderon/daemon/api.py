@@ -1,0 +1,224 @@
+"""The daemon's HTTP API (FastAPI): every front end, the CLI included, uses these routes.
+
+Long operations (create, start, unarchive, refresh, reconcile) answer JSON when they are
+done, or with `?stream=true` a stream of JSON lines: progress events, then one `result`
+or `error` line. Errors are always `{"code": ..., "message": ...}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
+
+from .. import __version__
+from ..backends import Progress
+from ..errors import ClauderonError
+from ..models import CreateSessionRequest, DeleteResult, SessionView
+from .manager import SessionManager
+
+log = logging.getLogger(__name__)
+NDJSON = "application/x-ndjson"
+
+
+class CancelRequest(BaseModel):
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+def _line(obj: Any) -> bytes:
+    return (json.dumps(jsonable_encoder(obj)) + "\n").encode()
+
+
+def _error_body(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, ClauderonError):
+        return exc.to_json()
+    return {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"}
+
+
+async def _run(
+    operation: Callable[[Progress], Coroutine[Any, Any, Any]],
+    stream: bool,
+    on_disconnect: Callable[[asyncio.Task[Any]], None] | None = None,
+) -> Any:
+    """Run a long operation; stream its progress as JSON lines when asked to."""
+    if not stream:
+        return await operation(lambda *_: None)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def progress(message: str, current: int | None = None, total: int | None = None) -> None:
+        event = {"type": "progress", "message": message, "current": current, "total": total}
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    task = asyncio.create_task(operation(progress))
+    task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, {"type": "done"}))
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                event = await queue.get()
+                if event["type"] != "done":
+                    yield _line(event)
+                    continue
+                try:
+                    yield _line({"type": "result", "result": task.result()})
+                except BaseException as exc:  # the operation failed: say why, in-band
+                    yield _line({"type": "error", **_error_body(exc)})
+                return
+        finally:
+            if not task.done() and on_disconnect is not None:
+                on_disconnect(task)  # the client went away mid-operation
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI:
+    app = FastAPI(
+        title="clauderon",
+        version=__version__,
+        description="Sessions of coding agents in isolated containers.",
+        responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    )
+
+    @app.exception_handler(ClauderonError)
+    async def clauderon_error(_: Request, exc: ClauderonError) -> JSONResponse:
+        return JSONResponse(exc.to_json(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"invalid request: {where}: {first.get('msg', 'invalid')}"
+        return JSONResponse({"code": "invalid_request", "message": message}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return JSONResponse(_error_body(exc), status_code=500)
+
+    # --- daemon ---------------------------------------------------------------------
+
+    @app.get("/api/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "pid": os.getpid(),
+            "home": str(manager.paths.home),
+        }
+
+    @app.post("/api/daemon/shutdown")
+    async def shutdown_daemon() -> dict[str, str]:
+        shutdown()
+        return {"status": "stopping"}
+
+    # --- sessions -------------------------------------------------------------------
+
+    @app.get("/api/sessions")
+    async def list_sessions(archived: bool = False) -> list[SessionView]:
+        return await manager.list(include_archived=archived)
+
+    @app.post("/api/sessions", status_code=201, response_model=None)
+    async def create_session(req: CreateSessionRequest, stream: bool = False) -> Any:
+        def cancel(task: asyncio.Task[Any]) -> None:
+            task.cancel()
+
+        result = await _run(lambda progress: manager.create(req, progress), stream, cancel)
+        return result
+
+    @app.post("/api/sessions/cancel")
+    async def cancel_create(req: CancelRequest) -> dict[str, bool]:
+        return {"cancelled": await manager.cancel_create(req.request_id)}
+
+    @app.get("/api/sessions/{name}")
+    async def get_session(name: str) -> SessionView:
+        return await manager.get(name)
+
+    @app.delete("/api/sessions/{name}")
+    async def delete_session(name: str, force: bool = False) -> DeleteResult:
+        return await manager.delete(name, force)
+
+    @app.post("/api/sessions/{name}/stop")
+    async def stop_session(name: str) -> Any:
+        return await manager.stop(name)
+
+    @app.post("/api/sessions/{name}/start", response_model=None)
+    async def start_session(name: str, stream: bool = False) -> Any:
+        return await _run(lambda progress: manager.start(name, progress), stream)
+
+    @app.post("/api/sessions/{name}/archive")
+    async def archive_session(name: str) -> Any:
+        return await manager.archive(name)
+
+    @app.post("/api/sessions/{name}/unarchive", response_model=None)
+    async def unarchive_session(name: str, stream: bool = False) -> Any:
+        return await _run(lambda progress: manager.unarchive(name, progress), stream)
+
+    @app.post("/api/sessions/{name}/refresh", response_model=None)
+    async def refresh_session(name: str, stream: bool = False) -> Any:
+        async def refresh(progress: Progress) -> dict[str, Any]:
+            session, warning = await manager.refresh(name, progress)
+            return {"session": session, "warning": warning}
+
+        return await _run(refresh, stream)
+
+    @app.get("/api/sessions/{name}/attach")
+    async def attach_session(name: str) -> dict[str, Any]:
+        return await manager.attach_info(name)
+
+    @app.get("/api/sessions/{name}/logs", response_model=None)
+    async def session_logs(
+        name: str, follow: bool = False, tail: int | None = Query(default=None, ge=0)
+    ) -> Response:
+        chunks = manager.logs(name, follow, tail)
+        first = await anext(chunks, b"")  # errors surface before the stream starts
+
+        async def body() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+
+        return StreamingResponse(body(), media_type="application/octet-stream")
+
+    # --- caches and reconcile -----------------------------------------------------------
+
+    @app.get("/api/cache")
+    async def cache_report() -> list[dict[str, Any]]:
+        return await manager.cache_report()
+
+    @app.delete("/api/cache")
+    async def clean_cache() -> dict[str, Any]:
+        return await manager.clean_cache()
+
+    @app.post("/api/reconcile", response_model=None)
+    async def reconcile(remove_orphans: bool = False, stream: bool = False) -> Any:
+        return await _run(lambda progress: manager.reconcile(remove_orphans, progress), stream)
+
+    @app.get("/api/events", response_model=None)
+    async def events() -> StreamingResponse:
+        queue = manager.events.subscribe()
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield _line(await queue.get())
+            finally:
+                manager.events.unsubscribe(queue)
+
+        return StreamingResponse(body(), media_type=NDJSON)
+
+    return app

@@ -1,0 +1,742 @@
+"""The SessionManager: the one place that changes sessions.
+
+Every operation validates first and changes nothing until the input is known to be good.
+A creation records an undo step for each resource it makes; on any failure, or when the
+client cancels (Ctrl-C), the steps run in reverse so nothing is left half made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .. import git
+from ..agents import Agent, get_agent
+from ..agents.provision import ensure_agent
+from ..backends import Backend, ContainerStatus, Progress
+from ..backends.docker import DEFAULT_PATH, DETACH_KEYS_HUMAN, validate_image_name
+from ..container import (
+    CACHE_VOLUMES,
+    RESERVED_ENV_PREFIX,
+    ProvidedAgent,
+    SpecInputs,
+    build_container_spec,
+    container_name,
+    prepare_mountpoints,
+)
+from ..errors import (
+    Cancelled,
+    ClauderonError,
+    Conflict,
+    InvalidInput,
+    WouldLoseWork,
+    session_not_found,
+)
+from ..limits import parse_cpu_limit, parse_memory_limit
+from ..models import (
+    DEFAULT_IMAGE,
+    BackendKind,
+    CreateSessionRequest,
+    DeleteResult,
+    PullPolicy,
+    Session,
+    SessionStatus,
+    SessionView,
+)
+from ..naming import generate_name, validate_name
+from ..paths import Paths
+from ..store import Store
+from .events import EventBus
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_PROMPT_BYTES = 100_000  # an argv string is capped at 128 KiB by the kernel
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+CREATE_STEPS = 5
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking call in a thread. If the caller is cancelled meanwhile, wait for the
+    call to finish before re-raising, so rollback sees everything the call created."""
+    future = asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(fn, *args, **kwargs)
+    )
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await future
+        raise
+
+
+class Rollback:
+    """Undo steps recorded while a resource is made, run in reverse if it fails."""
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[str, Callable[[], Any]]] = []
+
+    def add(self, what: str, undo: Callable[[], Any]) -> None:
+        self._steps.append((what, undo))
+
+    async def run(self) -> None:
+        for what, undo in reversed(self._steps):
+            try:
+                await blocking(undo)
+            except Exception:  # keep undoing the rest; say what could not be undone
+                log.exception("rollback: could not undo %s", what)
+        self._steps.clear()
+
+
+class SessionManager:
+    def __init__(self, paths: Paths, store: Store, backend: Backend, events: EventBus):
+        self.paths = paths
+        self.store = store
+        self.backend = backend
+        self.events = events
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._creations: dict[str, asyncio.Task[Session]] = {}
+        self.uid, self.gid = os.getuid(), os.getgid()
+        (paths.home / "gitignore").write_text(git.AGENT_HOME_EXCLUDES)
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def _get(self, name: str) -> Session:
+        session = self.store.get_session(name)
+        if session is None:
+            raise session_not_found(name)
+        return session
+
+    def _save(self, session: Session, event: str | None = None, **payload: Any) -> Session:
+        self.store.save_session(session)
+        if event:
+            self.store.add_event(session, event, payload)
+            self.events.publish({"type": event, "session": session.name, **payload})
+        return session
+
+    def _worktree(self, session: Session) -> git.Worktree:
+        return git.Worktree(
+            root=Path(session.worktree),
+            git_dir=Path(session.git_dir),
+            common_dir=Path(session.git_common_dir),
+            branch=session.branch,
+            excludes_file=self.paths.home / "gitignore",
+        )
+
+    def _remove_worktree(self, session: Session) -> None:
+        git.remove_worktree(
+            Path(session.repo),
+            Path(session.worktree),
+            Path(session.git_dir) if session.git_dir else None,
+            Path(session.git_common_dir) if session.git_common_dir else None,
+        )
+
+    def _labels(self) -> dict[str, str]:
+        return {"clauderon.managed": "true", "clauderon.instance": self.paths.instance}
+
+    # --- reading --------------------------------------------------------------------
+
+    def view(self, session: Session, containers: dict[str, ContainerStatus] | None) -> SessionView:
+        status = None
+        if containers is not None and session.container:
+            status = containers.get(session.container)
+        view = SessionView(**session.model_dump())
+        if containers is None:
+            view.container_state = "unknown"
+        elif session.container:
+            view.container_state = status.state if status else "missing"
+            view.exit_code = status.exit_code if status else None
+        view.state = session.status.value
+        if session.status == SessionStatus.RUNNING and containers is not None:
+            view.state = status.state if status else "missing"
+        elif session.status == SessionStatus.STOPPED and status and status.state == "running":
+            view.state = "running"  # started behind clauderon's back
+        return view
+
+    async def _containers(self) -> dict[str, ContainerStatus] | None:
+        try:
+            return await blocking(self.backend.inspect_all, self._labels())
+        except ClauderonError:
+            return None  # the engine is down: still list what the store knows
+
+    async def list(self, include_archived: bool = False) -> list[SessionView]:
+        containers = await self._containers()
+        return [
+            self.view(s, containers)
+            for s in self.store.list_sessions()
+            if include_archived or s.status != SessionStatus.ARCHIVED
+        ]
+
+    async def get(self, name: str) -> SessionView:
+        session = self._get(name)
+        return self.view(session, await self._containers())
+
+    # --- create ---------------------------------------------------------------------
+
+    def _validate(self, req: CreateSessionRequest) -> tuple[Session, git.RepoInfo, Agent]:
+        """Everything that can be checked without changing anything."""
+        try:
+            BackendKind(req.backend)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown backend {req.backend!r}: the available backend is 'docker'"
+            ) from None
+        agent = get_agent(req.agent)
+        try:
+            pull_policy = PullPolicy(req.pull_policy)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown pull policy {req.pull_policy!r}: use always, if-not-present or never"
+            ) from None
+        if not req.prompt.strip():
+            raise InvalidInput("the prompt is empty: say what the agent should do (--prompt)")
+        if "\x00" in req.prompt:
+            raise InvalidInput("the prompt contains a NUL byte")
+        if len(req.prompt.encode()) > MAX_PROMPT_BYTES:
+            raise InvalidInput(f"the prompt is longer than {MAX_PROMPT_BYTES} bytes")
+        for key, value in req.env.items():
+            if not _ENV_KEY_RE.fullmatch(key):
+                raise InvalidInput(f"invalid --env name {key!r}: use letters, digits and _")
+            if key.startswith(RESERVED_ENV_PREFIX):
+                raise InvalidInput(f"--env {key} is reserved for clauderon")
+            if "\x00" in value:
+                raise InvalidInput(f"--env {key} contains a NUL byte")
+        cpu = parse_cpu_limit(req.cpu_limit, os.cpu_count()) if req.cpu_limit else None
+        memory = parse_memory_limit(req.memory_limit) if req.memory_limit else None
+        image = validate_image_name(req.image or DEFAULT_IMAGE)
+        if req.model is not None and (not req.model.strip() or _CONTROL_RE.search(req.model)):
+            raise InvalidInput(f"invalid --model {req.model!r}")
+        version = req.agent_version or agent.default_version
+        if not re.fullmatch(r"[0-9A-Za-z.+-]+", version):
+            raise InvalidInput(f"invalid agent version {version!r}")
+
+        if req.name is not None:
+            name = validate_name(req.name)
+            self._check_name_free(name, None)
+        repo = git.resolve_repo(req.repo)
+        base_commit = git.resolve_commit(repo, req.base_branch) if req.base_branch else repo.head
+        if req.name is None:
+            name = self._free_name(req.prompt, repo.root)
+        else:
+            self._check_name_free(name, repo.root)
+        session = Session(
+            id=str(uuid.uuid4()),
+            name=name,
+            status=SessionStatus.CREATING,
+            agent=agent.kind,
+            agent_version=version,
+            model=req.model,
+            prompt=req.prompt,
+            print_mode=req.print_mode,
+            ask_permissions=req.ask_permissions,
+            image=image,
+            pull_policy=pull_policy,
+            cpu_limit=cpu,
+            memory_limit=memory,
+            env=dict(req.env),
+            repo=str(repo.root),
+            subdirectory=repo.subdirectory,
+            worktree=str(self.paths.worktree(name)),
+            branch=name,
+            base_branch=req.base_branch,
+            base_commit=base_commit,
+            git_common_dir=str(repo.common_dir),
+        )
+        return session, repo, agent
+
+    def _check_name_free(self, name: str, repo_root: Path | None) -> None:
+        if self.store.get_session(name) is not None:
+            raise Conflict(f"a session named {name!r} already exists")
+        if self.paths.worktree(name).exists():
+            raise Conflict(
+                f"{self.paths.worktree(name)} already exists: remove it or choose another --name"
+            )
+        if repo_root is not None and git.branch_exists(repo_root, name):
+            raise Conflict(f"branch {name!r} already exists in {repo_root}: choose another --name")
+
+    def _free_name(self, prompt: str, repo_root: Path) -> str:
+        for _ in range(20):
+            name = generate_name(prompt)
+            try:
+                self._check_name_free(name, repo_root)
+                return name
+            except Conflict:
+                continue
+        raise Conflict("could not find a free session name; give one with --name")
+
+    async def create(self, req: CreateSessionRequest, progress: Progress) -> Session:
+        """Create a session; cancellable through `cancel_create(req.request_id)`."""
+        task = asyncio.create_task(self._create(req, progress))
+        if req.request_id:
+            self._creations[req.request_id] = task
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The caller went away (client disconnected): that cancels the creation.
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
+        finally:
+            if req.request_id:
+                self._creations.pop(req.request_id, None)
+
+    async def cancel_create(self, request_id: str) -> bool:
+        task = self._creations.get(request_id)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        return True
+
+    async def _create(self, req: CreateSessionRequest, progress: Progress) -> Session:
+        await blocking(self.backend.check)
+        session, repo, agent = await blocking(self._validate, req)
+        undo = Rollback()
+        step = 0
+
+        def report(message: str) -> None:
+            nonlocal step
+            step += 1
+            progress(message, step, CREATE_STEPS)
+
+        try:
+            async with self._lock(session.name):
+                self.store.insert_session(session)  # reserves the name
+                undo.add("store row", lambda: self.store.delete_session(session.id))
+                self.events.publish({"type": "session_created", "session": session.name})
+
+                report(f"Checking image {session.image}")
+                await blocking(
+                    self.backend.ensure_image, session.image, session.pull_policy, progress
+                )
+                provided = await self._provide_agent(session, agent, progress)
+
+                report(f"Creating worktree on branch {session.branch}")
+                worktree = Path(session.worktree)
+                undo.add("branch", lambda: git.delete_branch(repo.root, session.branch))
+                undo.add(
+                    "worktree",
+                    lambda: self._remove_worktree(session),
+                )
+                git_dir = await blocking(
+                    git.add_worktree, repo.root, worktree, session.branch, session.base_commit
+                )
+                session.git_dir = str(git_dir)
+                if session.subdirectory and not (worktree / session.subdirectory).is_dir():
+                    raise InvalidInput(
+                        f"{session.subdirectory!r} does not exist on "
+                        f"{session.base_branch or 'HEAD'}: choose another --repo or --base-branch"
+                    )
+
+                report("Preparing the agent's settings")
+                session_dir = self.paths.session_dir(session.name)
+                uploads = self.paths.uploads / session.id
+                undo.add("session files", lambda: shutil.rmtree(session_dir, ignore_errors=True))
+                undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
+                session_dir.mkdir(parents=True, exist_ok=True)
+                uploads.mkdir(parents=True, exist_ok=True)
+                (repo.common_dir / "hooks").mkdir(exist_ok=True)  # bound read-only inside
+                self._save(session)
+
+                report(f"Starting container {container_name(session.name)}")
+                session.container = container_name(session.name)
+                undo.add("container", lambda: self.backend.remove(container_name(session.name)))
+                await self._start_container(session, agent, provided)
+
+                report("Session running")
+                session.status = SessionStatus.RUNNING
+                self._save(session, "session_running")
+                return session
+        except BaseException as exc:
+            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
+            log.info("create %s failed (%s): rolling back", session.name, reason)
+            await asyncio.shield(undo.run())
+            self.events.publish(
+                {"type": "session_deleted", "session": session.name, "reason": reason}
+            )
+            if isinstance(exc, asyncio.CancelledError):
+                raise Cancelled("creation cancelled; nothing was left behind") from None
+            raise
+
+    async def _provide_agent(
+        self, session: Session, agent: Agent, progress: Progress
+    ) -> ProvidedAgent | None:
+        """The agent clauderon provides, or None when the image has the agent itself."""
+        image_id = await blocking(self.backend.image_id, session.image)
+        facts_json = self.store.get_image_facts(image_id)
+        if facts_json is None:
+            progress(f"Inspecting image {session.image} (once per image)", None, None)
+            facts = await blocking(self.backend.image_facts, session.image)
+            facts_json = {
+                "commands": sorted(facts.commands),
+                "musl": facts.musl,
+                "path": facts.path,
+            }
+            self.store.put_image_facts(image_id, facts_json)
+        if agent.command in facts_json["commands"]:
+            return None
+        version = session.agent_version or agent.default_version
+        arch = await blocking(self.backend.architecture)
+        progress(f"Providing {agent.display_name} {version} (fetched once per version)", None, None)
+        directory = await blocking(
+            ensure_agent, self.paths.agents, agent, version, arch, facts_json["musl"]
+        )
+        return ProvidedAgent(directory, facts_json.get("path") or DEFAULT_PATH)
+
+    async def _start_container(
+        self, session: Session, agent: Agent, provided: ProvidedAgent | None
+    ) -> None:
+        session_dir = self.paths.session_dir(session.name)
+        agent_mounts = await blocking(agent.write_settings, session, session_dir, self.paths.home)
+        inputs = SpecInputs(
+            uid=self.uid,
+            gid=self.gid,
+            git_common_dir=Path(session.git_common_dir),
+            git_identity=await blocking(git_identity, Path(session.repo), session.name),
+            provided_agent=provided,
+        )
+        spec = build_container_spec(session, agent, self.paths, inputs, agent_mounts)
+        prepare_mountpoints(spec, Path(session.worktree))
+        await blocking(self.backend.create, spec)
+
+    async def _recreate(
+        self, session: Session, progress: Progress, pull: bool = False
+    ) -> str | None:
+        """Build a new container from the record (refresh, unarchive, start, reconcile)."""
+        agent = get_agent(session.agent)
+        warning = None
+        if pull:
+            warning = await blocking(self.backend.refresh_image, session.image, progress)
+        else:
+            await blocking(self.backend.ensure_image, session.image, session.pull_policy, progress)
+        provided = await self._provide_agent(session, agent, progress)
+        if not Path(session.worktree).is_dir():
+            raise ClauderonError(
+                f"the worktree {session.worktree} is gone; the session cannot run without it "
+                f"(delete it with `clauderon delete {session.name}`)",
+                code="worktree_missing",
+                status=409,
+            )
+        name = container_name(session.name)
+        await blocking(self.backend.remove, name)
+        session.container = name
+        await self._start_container(session, agent, provided)
+        return warning
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def _require(self, session: Session, *allowed: SessionStatus) -> None:
+        if session.status not in allowed:
+            raise Conflict(f"session {session.name!r} is {session.status.value}")
+
+    async def stop(self, name: str) -> Session:
+        async with self._lock(name):
+            session = self._get(name)
+            self._require(session, SessionStatus.RUNNING, SessionStatus.STOPPED)
+            if session.container:
+                await blocking(self.backend.stop, session.container)
+            session.status = SessionStatus.STOPPED
+            return self._save(session, "session_stopped")
+
+    async def start(self, name: str, progress: Progress) -> Session:
+        async with self._lock(name):
+            session = self._get(name)
+            self._require(
+                session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
+            )
+            status = (
+                await blocking(self.backend.inspect, session.container)
+                if session.container
+                else None
+            )
+            if status is None:
+                await self._recreate(session, progress)
+            elif status.state != "running":
+                await blocking(self.backend.start, session.container)
+            session.status, session.error = SessionStatus.RUNNING, None
+            return self._save(session, "session_running")
+
+    async def archive(self, name: str) -> Session:
+        async with self._lock(name):
+            session = self._get(name)
+            self._require(
+                session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
+            )
+            if session.container:
+                await blocking(self.backend.remove, session.container)
+            session.container = None
+            session.status = SessionStatus.ARCHIVED
+            return self._save(session, "session_archived")
+
+    async def unarchive(self, name: str, progress: Progress) -> Session:
+        async with self._lock(name):
+            session = self._get(name)
+            self._require(session, SessionStatus.ARCHIVED)
+            try:
+                await self._recreate(session, progress)
+            except BaseException:
+                session.container = None
+                await blocking(self.backend.remove, container_name(session.name))
+                raise
+            session.status, session.error = SessionStatus.RUNNING, None
+            return self._save(session, "session_running")
+
+    async def refresh(self, name: str, progress: Progress) -> tuple[Session, str | None]:
+        async with self._lock(name):
+            session = self._get(name)
+            if session.status == SessionStatus.ARCHIVED:
+                raise Conflict(f"session {name!r} is archived: `clauderon unarchive {name}` first")
+            self._require(
+                session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
+            )
+            try:
+                warning = await self._recreate(session, progress, pull=True)
+            except ClauderonError as exc:
+                session.status, session.error = SessionStatus.FAILED, exc.message
+                self._save(session, "session_failed", error=exc.message)
+                raise
+            session.status, session.error = SessionStatus.RUNNING, None
+            return self._save(session, "session_running"), warning
+
+    async def delete(self, name: str, force: bool) -> DeleteResult:
+        async with self._lock(name):
+            session = self._get(name)
+            if session.status == SessionStatus.CREATING:
+                raise Conflict(f"session {name!r} is still being created")
+            saved_ref = await blocking(self._secure_work, session, force)
+            session.status = SessionStatus.DELETING
+            self._save(session, "session_deleting")
+            try:
+                await blocking(self.backend.remove, container_name(session.name))
+                await blocking(self._remove_files, session)
+            except Exception as exc:
+                session.status, session.error = SessionStatus.FAILED, f"delete failed: {exc}"
+                self._save(session, "session_failed", error=session.error)
+                raise
+            self.store.delete_session(session.id)
+            self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
+            self.events.publish({"type": "session_deleted", "session": session.name})
+            hint = None
+            if saved_ref:
+                hint = f"git -C {session.repo} branch {session.name}-restored {saved_ref}"
+            return DeleteResult(name=session.name, saved_ref=saved_ref, restore_hint=hint)
+
+    def _secure_work(self, session: Session, force: bool) -> str | None:
+        """Refuse to lose work; with force, save it under refs/clauderon/<name>/ first."""
+        repo = Path(session.repo)
+        if not (repo.is_dir() and Path(session.git_common_dir).is_dir()):
+            return None  # the repository itself is gone: there is nothing left to save
+        worktree = self._worktree(session)
+        if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
+            changed = worktree.changed_files()
+            commits = worktree.unique_commits()
+        else:
+            changed, commits = [], git.unique_branch_commits(repo, session.branch)
+        if not changed and not commits:
+            return None
+        if not force:
+            parts = []
+            if changed:
+                shown = ", ".join(changed[:3]) + (", …" if len(changed) > 3 else "")
+                parts.append(f"{len(changed)} uncommitted file(s) ({shown})")
+            if commits:
+                parts.append(f"{len(commits)} commit(s) on no other branch")
+            raise WouldLoseWork(
+                f"session {session.name!r} has {' and '.join(parts)}: merge or push them, or "
+                f"`clauderon delete --force {session.name}` to save them under "
+                f"refs/clauderon/{session.name}/ and delete"
+            )
+        if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
+            return worktree.save_work(session.name)
+        return git.save_branch(repo, session.branch, session.name)
+
+    def _remove_files(self, session: Session) -> None:
+        repo = Path(session.repo)
+        if repo.is_dir():
+            self._remove_worktree(session)
+            git.delete_branch(repo, session.branch)
+        elif Path(session.worktree).exists():
+            shutil.rmtree(session.worktree)
+        shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
+        shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
+
+    # --- attach and logs ------------------------------------------------------------
+
+    async def attach_info(self, name: str) -> dict[str, Any]:
+        session = self._get(name)
+        if session.status == SessionStatus.ARCHIVED:
+            raise Conflict(f"session {name!r} is archived: `clauderon unarchive {name}` first")
+        if not session.container:
+            raise Conflict(f"session {name!r} has no container")
+        status = await blocking(self.backend.inspect, session.container)
+        if status is None:
+            raise Conflict(f"the container of {name!r} is missing: run `clauderon start {name}`")
+        if status.state != "running":
+            if session.print_mode:
+                raise Conflict(
+                    f"session {name!r} ran once in print mode and has exited: see "
+                    f"`clauderon logs {name}`"
+                )
+            await blocking(self.backend.start, session.container)
+        return {
+            "command": self.backend.attach_command(session.container),
+            "detach_keys": DETACH_KEYS_HUMAN,
+            "container": session.container,
+        }
+
+    async def logs(self, name: str, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
+        session = self._get(name)
+        if not session.container:
+            raise Conflict(f"session {name!r} has no container (it is {session.status.value})")
+        if await blocking(self.backend.inspect, session.container) is None:
+            raise Conflict(f"the container of {name!r} is missing")
+        iterator = await blocking(self.backend.logs, session.container, follow, tail)
+        sentinel = object()
+        while True:
+            chunk = await asyncio.to_thread(next, iterator, sentinel)
+            if chunk is sentinel:
+                return
+            yield chunk  # type: ignore[misc]
+
+    # --- caches and reconcile ---------------------------------------------------------
+
+    async def cache_report(self) -> list[dict[str, Any]]:
+        volumes = await blocking(self.backend.cache_volumes, list(CACHE_VOLUMES))
+        sessions_by_container = {container_name(s.name): s.name for s in self.store.list_sessions()}
+        return [
+            {
+                "name": v.name,
+                "exists": v.exists,
+                "size": v.size,
+                "sessions": [sessions_by_container.get(c, c) for c in v.used_by],
+            }
+            for v in volumes
+        ]
+
+    async def clean_cache(self) -> dict[str, Any]:
+        """Remove every cache volume that no container uses; say which were kept and why."""
+        removed, kept = [], []
+        containers = await blocking(self.backend.inspect_all, {"clauderon.managed": "true"})
+        for volume in await blocking(self.backend.cache_volumes, list(CACHE_VOLUMES)):
+            if not volume.exists:
+                continue
+            running = [
+                c
+                for c in volume.used_by
+                if containers.get(c, None) and containers[c].state == "running"
+            ]
+            if volume.used_by:
+                why = (
+                    "used by running session container(s) "
+                    if running
+                    else "used by stopped container(s) (archive or delete them first) "
+                )
+                kept.append({"name": volume.name, "reason": why + ", ".join(volume.used_by)})
+                continue
+            await blocking(self.backend.remove_volume, volume.name)
+            removed.append(volume.name)
+        return {"removed": removed, "kept": kept}
+
+    async def reconcile(self, remove_orphans: bool, progress: Progress) -> dict[str, Any]:
+        report: dict[str, list[Any]] = {
+            "recreated": [],
+            "failed": [],
+            "missing_worktrees": [],
+            "orphan_containers": [],
+            "removed_orphans": [],
+            "orphan_worktrees": [],
+            "rolled_back": [],
+        }
+        containers = await blocking(self.backend.inspect_all, self._labels())
+        sessions = self.store.list_sessions()
+        owned = {container_name(s.name) for s in sessions}
+        for session in sessions:
+            if session.status == SessionStatus.CREATING and session.name not in self._locks_held():
+                # A creation that never finished (the daemon died): undo it.
+                await self._rollback_stale_creation(session)
+                report["rolled_back"].append(session.name)
+                continue
+            if not Path(session.worktree).is_dir():
+                report["missing_worktrees"].append(session.name)
+                continue
+            if session.status == SessionStatus.RUNNING and session.container not in containers:
+                try:
+                    async with self._lock(session.name):
+                        await self._recreate(session, progress)
+                        self._save(session, "session_recreated")
+                    report["recreated"].append(session.name)
+                except ClauderonError as exc:
+                    report["failed"].append({"session": session.name, "error": exc.message})
+        for name in containers:
+            if name not in owned:
+                report["orphan_containers"].append(name)
+                if remove_orphans:
+                    await blocking(self.backend.remove, name)
+                    report["removed_orphans"].append(name)
+        known = {Path(s.worktree).name for s in sessions}
+        if self.paths.worktrees.is_dir():
+            report["orphan_worktrees"] = sorted(
+                str(p) for p in self.paths.worktrees.iterdir() if p.name not in known
+            )
+        return report
+
+    async def startup(self) -> None:
+        """Finish what a previous daemon left half done (it died or was killed)."""
+        for session in self.store.list_sessions():
+            if session.status == SessionStatus.CREATING:
+                log.info("rolling back unfinished creation of %s", session.name)
+                await self._rollback_stale_creation(session)
+            elif session.status == SessionStatus.DELETING:
+                # Its work was secured before it was marked deleting: finish the delete.
+                log.info("finishing interrupted delete of %s", session.name)
+                await blocking(self.backend.remove, container_name(session.name))
+                await blocking(self._remove_files, session)
+                self.store.delete_session(session.id)
+
+    def _locks_held(self) -> set[str]:
+        return {name for name, lock in self._locks.items() if lock.locked()}
+
+    async def _rollback_stale_creation(self, session: Session) -> None:
+        await blocking(self.backend.remove, container_name(session.name))
+        repo = Path(session.repo)
+        if repo.is_dir():
+            await blocking(self._remove_worktree, session)
+            await blocking(git.delete_branch, repo, session.branch)
+        shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
+        shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
+        self.store.delete_session(session.id)
+
+    async def run_with_progress(self, coro: Awaitable[T]) -> T:
+        return await coro
+
+
+def git_identity(repo: Path, session_name: str) -> dict[str, str]:
+    """The user's git identity for commits made inside the container."""
+
+    def get(key: str) -> str:
+        proc = git.run_git(["config", "--get", key], cwd=repo, check=False)
+        return _CONTROL_RE.sub("", proc.stdout.strip())
+
+    name = get("user.name") or f"clauderon ({session_name})"
+    email = get("user.email") or "clauderon@localhost"
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_EMAIL": email,
+    }

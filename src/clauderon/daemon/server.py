@@ -1,0 +1,122 @@
+"""Running the daemon: one per home (a held flock says so), serving on a 0600 Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import logging.handlers
+import os
+import socket
+from pathlib import Path
+from typing import IO
+
+import uvicorn
+
+from ..backends.docker import DockerBackend
+from ..errors import ClauderonError
+from ..paths import Paths
+from ..store import Store
+from .api import create_app
+from .events import EventBus
+from .manager import SessionManager
+
+log = logging.getLogger("clauderon.daemon")
+
+
+def acquire_daemon_lock(paths: Paths) -> IO[str] | None:
+    """Take the lock that marks the running daemon; None if another daemon holds it."""
+    handle = open(paths.daemon_lock, "a+")  # noqa: SIM115 - held for the daemon's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def daemon_pid(paths: Paths) -> int | None:
+    """The pid of the daemon holding the lock, if one does."""
+    try:
+        with open(paths.daemon_lock) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return None  # nobody holds it
+            except BlockingIOError:
+                text = Path(paths.daemon_lock).read_text().strip()
+                return int(text) if text.isdigit() else None
+    except FileNotFoundError:
+        return None
+
+
+def setup_logging(paths: Paths) -> None:
+    handler = logging.handlers.RotatingFileHandler(
+        paths.logs / "daemon.log", maxBytes=10 * 1024 * 1024, backupCount=3
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("CLAUDERON_LOG_LEVEL", "INFO").upper())
+
+
+def bind_private_socket(path: Path) -> socket.socket:
+    """A Unix socket only the user can connect to (mode 0600 from the start)."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a stale socket from a daemon that died
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    return sock
+
+
+def run_daemon(paths: Paths) -> int:
+    paths.ensure()
+    lock = acquire_daemon_lock(paths)
+    if lock is None:
+        raise ClauderonError(
+            f"a clauderon daemon is already running for {paths.home} (pid {daemon_pid(paths)})",
+            code="daemon_running",
+            status=409,
+        )
+    setup_logging(paths)
+    try:
+        return asyncio.run(_serve(paths))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            paths.socket.unlink()
+        lock.close()
+
+
+async def _serve(paths: Paths) -> int:
+    store = Store(paths.db)
+    backend = DockerBackend(paths.instance)
+    manager = SessionManager(paths, store, backend, EventBus())
+    server: uvicorn.Server | None = None
+
+    def shutdown() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(manager, shutdown)
+    config = uvicorn.Config(
+        app, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    sock = bind_private_socket(paths.socket)
+    log.info("daemon %s serving on %s", os.getpid(), paths.socket)
+    try:
+        await manager.startup()
+    except ClauderonError as exc:  # e.g. Docker down: serve anyway, commands will say so
+        log.warning("startup reconcile skipped: %s", exc.message)
+    await server.serve(sockets=[sock])  # uvicorn turns SIGTERM/SIGINT into a graceful stop
+    store.close()
+    log.info("daemon stopped")
+    return 0

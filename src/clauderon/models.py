@@ -1,0 +1,123 @@
+"""The session record and the requests that change it.
+
+The record is the single source of truth for what the user asked for: refresh,
+restart, unarchive and reconcile rebuild the container from it, so nothing the user
+chose is ever dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+DEFAULT_IMAGE = "clauderon-base:bookworm"
+
+
+class SessionStatus(StrEnum):
+    CREATING = "creating"
+    RUNNING = "running"  # the container should be running
+    STOPPED = "stopped"  # stopped by the user; worktree and container kept
+    ARCHIVED = "archived"  # container removed, worktree and branch kept
+    FAILED = "failed"
+    DELETING = "deleting"
+
+
+class AgentKind(StrEnum):
+    CLAUDE = "claude"
+    CODEX = "codex"
+
+
+class BackendKind(StrEnum):
+    DOCKER = "docker"
+
+
+class PullPolicy(StrEnum):
+    ALWAYS = "always"
+    IF_NOT_PRESENT = "if-not-present"
+    NEVER = "never"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Session(BaseModel):
+    id: str
+    name: str
+    status: SessionStatus
+    backend: BackendKind = BackendKind.DOCKER
+    agent: AgentKind = AgentKind.CLAUDE
+    # Version of the agent clauderon provides when the image has none.
+    agent_version: str | None = None
+    model: str | None = None
+    prompt: str
+    print_mode: bool = False
+    ask_permissions: bool = False
+    image: str = DEFAULT_IMAGE
+    pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
+    cpu_limit: float | None = None
+    memory_limit: int | None = None  # bytes
+    env: dict[str, str] = Field(default_factory=dict)
+    repo: str  # root of the main repository's work tree
+    subdirectory: str = ""  # where --repo pointed, relative to the root
+    worktree: str
+    branch: str
+    base_branch: str | None = None
+    base_commit: str = ""
+    git_common_dir: str = ""  # the main repository's git dir
+    git_dir: str = ""  # this worktree's own git dir (<common>/worktrees/<id>)
+    container: str | None = None  # container name while one exists
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def workdir(self) -> str:
+        return "/workspace/" + self.subdirectory if self.subdirectory else "/workspace"
+
+
+class SessionView(Session):
+    """A session as the front ends see it: the record plus what the backend reports."""
+
+    # running / exited / created / restarting / paused / missing / none (no container)
+    container_state: str = "none"
+    exit_code: int | None = None
+    state: str = ""  # one word for humans: the status, or what the container says instead
+
+
+class CreateSessionRequest(BaseModel):
+    repo: str
+    prompt: str
+    backend: str = BackendKind.DOCKER.value
+    agent: str = AgentKind.CLAUDE.value
+    name: str | None = None
+    image: str | None = None
+    pull_policy: str = PullPolicy.IF_NOT_PRESENT.value
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+    model: str | None = None
+    base_branch: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    print_mode: bool = False
+    ask_permissions: bool = False
+    agent_version: str | None = None
+    # Chosen by the client so it can cancel a creation it started (Ctrl-C).
+    request_id: str | None = None
+
+
+class DeleteResult(BaseModel):
+    name: str
+    saved_ref: str | None = None
+    restore_hint: str | None = None
+
+
+class ProgressEvent(BaseModel):
+    """One step of a long operation, streamed to the client as a line of JSON."""
+
+    type: str = "progress"
+    session: str | None = None
+    message: str = ""
+    current: int | None = None
+    total: int | None = None

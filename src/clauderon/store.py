@@ -1,0 +1,188 @@
+"""The SQLite store: sessions, their event history, and cached image facts.
+
+WAL mode, a schema version and forward-only migrations. A session row is the
+pydantic record as JSON plus the columns that need indexes or constraints (the name is
+UNIQUE, which is how concurrent creations reserve a name).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import Conflict
+from .models import Session, utcnow
+
+# Each entry moves the schema from version i to i+1. Never edit a released entry.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT,
+        session_name TEXT,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        ts TEXT NOT NULL
+    );
+    CREATE INDEX events_session ON events(session_id);
+    CREATE TABLE image_facts (
+        image_id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        probed_at TEXT NOT NULL
+    );
+    """,
+]
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self.migrate()
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> None:
+        with self._lock:
+            version = self.schema_version
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path} has schema version {version}, newer than this clauderon "
+                    f"({len(MIGRATIONS)}): upgrade clauderon"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                with self._transaction():
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- sessions -------------------------------------------------------------------
+
+    def insert_session(self, session: Session) -> None:
+        """Add a new session; fails with Conflict if the name is taken."""
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO sessions (id, name, status, data, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        session.id,
+                        session.name,
+                        session.status.value,
+                        session.model_dump_json(),
+                        session.created_at.isoformat(),
+                        session.updated_at.isoformat(),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"a session named {session.name!r} already exists") from exc
+
+    def save_session(self, session: Session) -> Session:
+        session.updated_at = utcnow()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE sessions SET name = ?, status = ?, data = ?, updated_at = ? WHERE id = ?",
+                (
+                    session.name,
+                    session.status.value,
+                    session.model_dump_json(),
+                    session.updated_at.isoformat(),
+                    session.id,
+                ),
+            )
+        return session
+
+    def delete_session(self, session_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+
+    def get_session(self, name_or_id: str) -> Session | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM sessions WHERE name = ? OR id = ?", (name_or_id, name_or_id)
+            ).fetchone()
+        return Session.model_validate_json(row["data"]) if row else None
+
+    def list_sessions(self) -> list[Session]:
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM sessions ORDER BY created_at").fetchall()
+        return [Session.model_validate_json(row["data"]) for row in rows]
+
+    # --- events ---------------------------------------------------------------------
+
+    def add_event(self, session: Session | None, type_: str, payload: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO events (session_id, session_name, type, payload, ts) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    session.id if session else None,
+                    session.name if session else None,
+                    type_,
+                    json.dumps(payload),
+                    utcnow().isoformat(),
+                ),
+            )
+
+    def events(self, session_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT type, payload, ts FROM events WHERE session_id = ? ORDER BY id",
+                (session_id,),
+            ).fetchall()
+        return [
+            {"type": r["type"], "payload": json.loads(r["payload"]), "ts": r["ts"]} for r in rows
+        ]
+
+    # --- image facts ------------------------------------------------------------------
+
+    def get_image_facts(self, image_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM image_facts WHERE image_id = ?", (image_id,)
+            ).fetchone()
+        return json.loads(row["data"]) if row else None
+
+    def put_image_facts(self, image_id: str, facts: dict[str, Any]) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO image_facts (image_id, data, probed_at) VALUES (?, ?, ?)",
+                (image_id, json.dumps(facts), utcnow().isoformat()),
+            )

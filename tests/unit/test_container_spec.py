@@ -1,0 +1,125 @@
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from clauderon.agents import get_agent
+from clauderon.container import (
+    CACHE_VOLUMES,
+    ProvidedAgent,
+    SpecInputs,
+    build_container_spec,
+    prepare_mountpoints,
+)
+from clauderon.models import Session, SessionStatus
+from clauderon.paths import Paths
+
+
+def make_session(**overrides) -> Session:
+    fields = dict(
+        id="3011c4b0-8bb9-431d-bed6-a9e97eadcc29",
+        name="fix-bug-a1b2",
+        status=SessionStatus.CREATING,
+        prompt="Fix the bug",
+        repo="/src/project",
+        subdirectory="pkg/api",
+        worktree="/home/u/.clauderon/worktrees/fix-bug-a1b2",
+        branch="fix-bug-a1b2",
+        git_common_dir="/src/project/.git",
+        cpu_limit=1.5,
+        memory_limit=512 * 1024**2,
+        env={"FOO": "bar"},
+    )
+    fields.update(overrides)
+    return Session(**fields)
+
+
+def build(session: Session, agent: str = "claude", provided: ProvidedAgent | None = None):
+    paths = Paths(Path("/home/u/.clauderon"))
+    inputs = SpecInputs(
+        uid=1000,
+        gid=1001,
+        git_common_dir=Path("/src/project/.git"),
+        git_identity={"GIT_AUTHOR_NAME": "Dev"},
+        provided_agent=provided,
+    )
+    return build_container_spec(session, get_agent(agent), paths, inputs, [])
+
+
+def test_identity_limits_and_labels():
+    spec = build(make_session())
+    assert spec.name == "clauderon-fix-bug-a1b2"
+    assert spec.user == "1000:1001"
+    assert spec.cpu_limit == 1.5
+    assert spec.memory_limit == 512 * 1024**2
+    assert spec.workdir == "/workspace/pkg/api"
+    assert spec.labels["clauderon.managed"] == "true"
+    assert spec.labels["clauderon.session"] == "fix-bug-a1b2"
+    assert spec.labels["clauderon.session-id"] == "3011c4b0-8bb9-431d-bed6-a9e97eadcc29"
+    assert spec.tty is True
+    assert "host.docker.internal" in spec.host_aliases
+
+
+def test_mounts_of_the_contract():
+    session = make_session()
+    mounts = {m.target: m for m in build(session).mounts}
+    assert mounts["/workspace"].source == session.worktree
+    assert not mounts["/workspace"].read_only
+    uploads = f"/workspace/.clauderon/uploads/{session.id}"
+    assert mounts[uploads].source == f"/home/u/.clauderon/uploads/{session.id}"
+    assert mounts["/workspace/.clauderon/hooks"].source == "/home/u/.clauderon/hooks"
+    for volume, target in CACHE_VOLUMES.items():
+        assert mounts[target].volume and mounts[target].source == volume
+
+
+def test_git_dir_is_mounted_with_hooks_and_config_read_only():
+    mounts = {m.target: m for m in build(make_session()).mounts}
+    assert not mounts["/src/project/.git"].read_only
+    assert mounts["/src/project/.git/hooks"].read_only
+    assert mounts["/src/project/.git/config"].read_only
+
+
+def test_environment():
+    env = build(make_session()).env
+    assert env["HOME"] == "/workspace"
+    assert env["CARGO_HOME"] == "/workspace/.cargo"
+    assert env["SCCACHE_DIR"] == "/workspace/.cache/sccache"
+    assert env["IS_SANDBOX"] == "1"
+    assert env["FOO"] == "bar"
+    assert env["GIT_AUTHOR_NAME"] == "Dev"
+    assert env["CLAUDERON_SKIP_PERMISSIONS"] == "1"
+
+
+def test_ask_permissions_and_print_mode():
+    spec = build(make_session(ask_permissions=True, print_mode=True))
+    assert spec.env["CLAUDERON_SKIP_PERMISSIONS"] == "0"
+    assert spec.env["CLAUDERON_PRINT"] == "1"
+    assert spec.tty is False
+
+
+def test_provided_agent_is_mounted_read_only():
+    provided = ProvidedAgent(Path("/home/u/.clauderon/agents/claude/2.1.332"), "/usr/bin:/bin")
+    spec = build(make_session(), provided=provided)
+    mount = next(m for m in spec.mounts if m.target == "/opt/clauderon/agent")
+    assert mount.read_only
+    assert spec.env["PATH"] == "/usr/bin:/bin:/opt/clauderon/agent/bin"
+    assert "PATH" not in build(make_session()).env  # the image's own PATH is left alone
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0")))
+def test_the_prompt_travels_unchanged(prompt):
+    assert build(make_session(prompt=prompt)).env["CLAUDERON_PROMPT"] == prompt
+
+
+def test_user_env_cannot_replace_clauderon_parameters():
+    spec = build(make_session(env={"CLAUDERON_PROMPT": "evil"}))
+    assert spec.env["CLAUDERON_PROMPT"] == "Fix the bug"
+
+
+def test_mountpoints_are_made_by_the_user(tmp_path):
+    session = make_session(worktree=str(tmp_path))
+    spec = build(session)
+    prepare_mountpoints(spec, tmp_path)
+    assert (tmp_path / ".cargo" / "registry").is_dir()
+    assert (tmp_path / ".cache" / "sccache").is_dir()
+    assert (tmp_path / ".config" / "git" / "ignore").exists()
