@@ -32,6 +32,8 @@ daemon_app = typer.Typer(
     invoke_without_command=True,
 )
 app.add_typer(daemon_app, name="daemon")
+config_app = typer.Typer(help="The credentials the proxy injects.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 _client: Client | None = None
 
@@ -130,6 +132,12 @@ def create(
     agent_version: str | None = typer.Option(
         None, "--agent-version", help="Agent version to provide if the image has none."
     ),
+    egress: str = typer.Option(
+        "allowlist", "--egress", help="allowlist | open | off (model API only)."
+    ),
+    access_mode: str = typer.Option(
+        "read-write", "--access-mode", help="read-write | read-only (writes refused)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the session as JSON."),
 ) -> None:
     """Create a session: a worktree on a new branch and a container running the agent."""
@@ -150,6 +158,8 @@ def create(
         "print_mode": print_mode,
         "ask_permissions": ask_permissions,
         "agent_version": agent_version,
+        "egress": egress,
+        "access_mode": access_mode,
         "request_id": request_id,
     }
     try:
@@ -297,6 +307,90 @@ def delete(
     if result.get("saved_ref"):
         typer.echo(f"Its work was saved as {result['saved_ref']}. Get it back with:")
         typer.echo(f"  {result['restore_hint']}")
+
+
+@app.command("set-access-mode")
+def set_access_mode(
+    name: str, mode: str = typer.Argument(..., help="read-write | read-only")
+) -> None:
+    """Change what a running session may write; applies to its next request."""
+    client().request("POST", f"/api/sessions/{name}/access-mode", json={"access_mode": mode})
+    typer.echo(f"{name} is now {mode}.")
+
+
+@app.command()
+def audit(
+    name: str | None = typer.Argument(None, help="Only this session's requests."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new requests."),
+    limit: int = typer.Option(50, "--limit", "-n", help="How many past requests to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+) -> None:
+    """Show the proxy's audit log: every request a session made, and what was decided."""
+    params: dict[str, Any] = {"limit": limit}
+    if name:
+        client().request("GET", f"/api/sessions/{name}")  # a clear error for unknown names
+        params["session"] = name
+
+    def show(entry: dict[str, Any]) -> None:
+        if as_json:
+            typer.echo(json.dumps(entry))
+            return
+        injected = f" +{entry['credential']}" if entry.get("credential") else ""
+        typer.echo(
+            f"{entry['ts'][:19]}  {entry.get('session') or '-':<24} {entry['status']} "
+            f"{entry['decision']:<18} {entry['method']} {entry['host']}"
+            f"{entry.get('path', '')}{injected}"
+        )
+
+    if not follow:
+        for entry in client().request("GET", "/api/audit", params=params):
+            show(entry)
+        return
+    params["follow"] = True
+    try:
+        buffer = b""
+        for chunk in client().stream_bytes("GET", "/api/audit", params=params):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    show(json.loads(line))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@config_app.command("credentials")
+def config_credentials(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Each credential: where it comes from and a masked value (never the secret)."""
+    rows = client().request("GET", "/api/credentials")
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        if row["source"]:
+            extra = " (refreshed by the proxy)" if row["refreshable"] else ""
+            typer.echo(f"{row['name']:<20} {row['masked']:<12} {row['source']}{extra}")
+        else:
+            typer.echo(
+                f"{row['name']:<20} {'not set':<12} "
+                f"(${' or $'.join(row['env'])}, or clauderon config set-credential "
+                f"{row['name']})"
+            )
+        if row["warning"]:
+            err(f"warning: {row['warning']}")
+
+
+@config_app.command("set-credential")
+def config_set_credential(name: str) -> None:
+    """Store a credential read from standard input in ~/.clauderon/secrets/NAME (0600)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(f"{name}: ")
+    else:
+        value = sys.stdin.read()
+    client().request("PUT", f"/api/credentials/{name}", json={"value": value})
+    typer.echo(f"Stored {name}; the proxy uses it from the next request.")
 
 
 # --- maintenance ----------------------------------------------------------------------

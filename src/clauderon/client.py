@@ -94,6 +94,7 @@ class Client:
                 if proc.poll() is not None:
                     tail = out_path.read_text(errors="replace").strip().splitlines()[-1:]
                     reason = tail[0] if tail else f"exit code {proc.returncode}"
+                    reason = reason.removeprefix("clauderon: error: ")
                     raise DaemonUnavailable(f"the clauderon daemon failed to start: {reason}")
                 time.sleep(0.05)
             raise DaemonUnavailable(

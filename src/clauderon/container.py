@@ -20,6 +20,18 @@ CACHE_VOLUMES = {
 }
 # git reads $HOME/.config/git/ignore by default, whatever environment a tool gives it.
 CONTAINER_GITIGNORE = f"{WORKSPACE}/.config/git/ignore"
+CONTAINER_CA_PATH = "/etc/clauderon/proxy-ca.pem"
+# Every way common tools are told which CAs to trust: all TLS is the proxy's.
+CA_ENV = (
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "CODEX_CA_CERTIFICATE",
+    "PIP_CERT",
+    "CARGO_HTTP_CAINFO",
+)
 # Keys the user cannot set with --env: clauderon's own parameters.
 RESERVED_ENV_PREFIX = "CLAUDERON_"
 
@@ -47,6 +59,15 @@ class ProvidedAgent:
 
 
 @dataclass(frozen=True)
+class ProxyInputs:
+    """How the container reaches the credential proxy, and what it holds instead of keys."""
+
+    port: int
+    ca_cert: Path  # the proxy CA's certificate (never its key)
+    placeholders: dict[str, str]  # env var → placeholder, for the credentials the user has
+
+
+@dataclass(frozen=True)
 class SpecInputs:
     """Facts from outside the record that shape the container."""
 
@@ -55,6 +76,7 @@ class SpecInputs:
     git_common_dir: Path  # the main repository's git dir, mounted at its own path
     git_identity: dict[str, str]  # GIT_AUTHOR_NAME … from the host's git config
     provided_agent: ProvidedAgent | None = None
+    proxy: ProxyInputs | None = None
 
 
 def build_container_spec(
@@ -83,6 +105,10 @@ def build_container_spec(
     if provided is not None:
         mounts.append(Mount(str(provided.directory), CONTAINER_AGENT_DIR, read_only=True))
 
+    proxy_env: dict[str, str] = {}
+    if inputs.proxy is not None:
+        mounts.append(Mount(str(inputs.proxy.ca_cert), CONTAINER_CA_PATH, read_only=True))
+        proxy_env = proxy_environment(session, inputs.proxy)
     env = {
         "HOME": WORKSPACE,
         "TERM": "xterm-256color",
@@ -99,6 +125,7 @@ def build_container_spec(
         **({"PATH": f"{provided.image_path}:{CONTAINER_AGENT_DIR}/bin"} if provided else {}),
         **agent.env(session),
         **session.env,
+        **proxy_env,
         "CLAUDERON_AGENT": agent.command,
         "CLAUDERON_SESSION_ID": session.id,
         "CLAUDERON_SESSION_NAME": session.name,
@@ -120,6 +147,19 @@ def build_container_spec(
         memory_limit=session.memory_limit,
         tty=not session.print_mode,
     )
+
+
+def proxy_environment(session: Session, proxy: ProxyInputs) -> dict[str, str]:
+    """Everything that sends the container's traffic through the proxy and trusts its CA."""
+    url = f"http://clauderon:{session.proxy_token}@host.docker.internal:{proxy.port}"
+    env = {name: url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1,::1"
+    for name in CA_ENV:
+        env[name] = CONTAINER_CA_PATH
+    # The agents' own quiet settings: no telemetry or update checks to be denied.
+    env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+    env.update(proxy.placeholders)
+    return env
 
 
 def prepare_mountpoints(spec: ContainerSpec, worktree: Path) -> None:

@@ -13,6 +13,8 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 DEFAULT_IMAGE = "clauderon-base:bookworm"
+# What a container holds where a credential would go; the proxy swaps in the real one.
+CREDENTIAL_PLACEHOLDER = "clauderon-proxy-placeholder"
 
 
 class SessionStatus(StrEnum):
@@ -31,6 +33,17 @@ class AgentKind(StrEnum):
 
 class BackendKind(StrEnum):
     DOCKER = "docker"
+
+
+class Egress(StrEnum):
+    ALLOWLIST = "allowlist"  # model APIs, GitHub, package registries (+ config.toml)
+    OPEN = "open"  # any host (still through the proxy, still audited)
+    OFF = "off"  # the model API only
+
+
+class AccessMode(StrEnum):
+    READ_WRITE = "read-write"
+    READ_ONLY = "read-only"
 
 
 class PullPolicy(StrEnum):
@@ -60,6 +73,10 @@ class Session(BaseModel):
     cpu_limit: float | None = None
     memory_limit: int | None = None  # bytes
     env: dict[str, str] = Field(default_factory=dict)
+    egress: Egress = Egress.ALLOWLIST
+    access_mode: AccessMode = AccessMode.READ_WRITE
+    # The session's proxy credential: how the proxy knows which session is calling.
+    proxy_token: str = ""
     repo: str  # root of the main repository's work tree
     subdirectory: str = ""  # where --repo pointed, relative to the root
     worktree: str
@@ -81,10 +98,12 @@ class Session(BaseModel):
 class SessionView(Session):
     """A session as the front ends see it: the record plus what the backend reports."""
 
+    proxy_token: str = Field(default="", exclude=True)  # the daemon's business only
     # running / exited / created / restarting / paused / missing / none (no container)
     container_state: str = "none"
     exit_code: int | None = None
     state: str = ""  # one word for humans: the status, or what the container says instead
+    warnings: list[str] = Field(default_factory=list)  # things the user should know now
 
 
 class CreateSessionRequest(BaseModel):
@@ -103,6 +122,8 @@ class CreateSessionRequest(BaseModel):
     print_mode: bool = False
     ask_permissions: bool = False
     agent_version: str | None = None
+    egress: str = Egress.ALLOWLIST.value
+    access_mode: str = AccessMode.READ_WRITE.value
     # Chosen by the client so it can cancel a creation it started (Ctrl-C).
     request_id: str | None = None
 

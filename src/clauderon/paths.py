@@ -67,6 +67,14 @@ class Paths:
         return self.home / "agents"
 
     @property
+    def secrets(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.home / "audit.jsonl"
+
+    @property
     def config(self) -> Path:
         return self.home / "config.toml"
 

@@ -73,7 +73,23 @@ class Clauderon:
         self.home = home
         self.paths = Paths(home)
         self.docker = client
-        self.env = {**os.environ, "CLAUDERON_HOME": str(home)}
+        # The daemon inherits this environment when a command starts it: no credentials
+        # from the machine running the tests leak into it.
+        clean = {
+            k: v
+            for k, v in os.environ.items()
+            if not any(
+                k.startswith(p)
+                for p in ("ANTHROPIC_", "CLAUDE_", "OPENAI_", "CODEX_", "GH_", "GITHUB_")
+            )
+        }
+        self.env = {**clean, "CLAUDERON_HOME": str(home)}
+
+    def configure(self, config_toml: str = "", **daemon_env: str) -> None:
+        """Write config.toml and set the daemon's environment (before it starts)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "config.toml").write_text(config_toml)
+        self.env.update(daemon_env)
 
     def run(self, *args: str, check: bool = True, timeout: float = 180, **env: str) -> Result:
         proc = subprocess.run(
@@ -142,8 +158,7 @@ class Clauderon:
         )
         for container in self.containers():
             container.remove(force=True)
-        with contextlib.suppress(docker.errors.NotFound):
-            self.docker.networks.get(f"clauderon-{self.paths.instance}").remove()
+        DockerBackend(self.paths.instance, self.docker).remove_network()
 
 
 NOTHING_LEFT = {
@@ -185,12 +200,14 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def exec_in(container, command: str, user: str | None = None) -> tuple[int, str]:
+def exec_in(
+    container, command: str, user: str | None = None, workdir: str = "/workspace"
+) -> tuple[int, str]:
     """Run a shell command in a session container as the session's user."""
     code, output = container.exec_run(
         ["sh", "-c", command],
         user=user or container.attrs["Config"]["User"],
-        workdir="/workspace",
+        workdir=workdir,
     )
     return code, output.decode(errors="replace")
 

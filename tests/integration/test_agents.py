@@ -1,4 +1,9 @@
-"""The real agent CLIs in session containers, driven by a scripted fake of the model API."""
+"""The real agent CLIs in session containers, driven by a scripted fake of the model API.
+
+The fake stands where the model API would be: the daemon's credential proxy reaches it
+through `[proxy.upstreams]`, and it answers 401 unless it receives the real key, which
+only the daemon has; the container holds a placeholder.
+"""
 
 from __future__ import annotations
 
@@ -55,31 +60,18 @@ def user_texts(request) -> list[str]:
     return texts
 
 
-def claude_env(api: FakeModelAPI) -> list[str]:
-    return [
-        "--env",
-        f"ANTHROPIC_BASE_URL=http://host.docker.internal:{api.port}",
-        "--env",
-        f"ANTHROPIC_API_KEY={ANTHROPIC_KEY}",
-        "--env",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-    ]
-
-
-def codex_env(api: FakeModelAPI) -> list[str]:
-    return [
-        "--model",
-        "gpt-5-codex",
-        "--env",
-        f"OPENAI_BASE_URL=http://host.docker.internal:{api.port}/v1",
-        "--env",
-        f"OPENAI_API_KEY={OPENAI_KEY}",
-    ]
+def use_fake(clauderon, api: FakeModelAPI) -> None:
+    clauderon.configure(
+        f'[proxy.upstreams]\n"api.anthropic.com" = "{api.url}"\n"api.openai.com" = "{api.url}"\n',
+        ANTHROPIC_API_KEY=ANTHROPIC_KEY,
+        OPENAI_API_KEY=OPENAI_KEY,
+    )
 
 
 def test_claude_code_carries_out_the_prompt(clauderon, repo):
-    with FakeModelAPI(CLAUDE_SCRIPT, host=clauderon.gateway(), required_key=ANTHROPIC_KEY) as api:
-        session = clauderon.create(repo, "--image", AGENTS_IMAGE, *claude_env(api), prompt=PROMPT)
+    with FakeModelAPI(CLAUDE_SCRIPT, required_key=ANTHROPIC_KEY) as api:
+        use_fake(clauderon, api)
+        session = clauderon.create(repo, "--image", AGENTS_IMAGE, prompt=PROMPT)
         # The prompt arrives byte for byte, submitted with no screen in the way.
         first = api.wait_for(lambda r: r.route == "/v1/messages" and r.json.get("tools"))
         assert PROMPT in user_texts(first)
@@ -108,11 +100,17 @@ def test_claude_code_carries_out_the_prompt(clauderon, repo):
 
 
 def test_codex_carries_out_the_prompt(clauderon, repo):
-    with FakeModelAPI(
-        codex_script=CODEX_SCRIPT, host=clauderon.gateway(), required_key=OPENAI_KEY
-    ) as api:
+    with FakeModelAPI(codex_script=CODEX_SCRIPT, required_key=OPENAI_KEY) as api:
+        use_fake(clauderon, api)
         session = clauderon.create(
-            repo, "--agent", "codex", "--image", AGENTS_IMAGE, *codex_env(api), prompt=PROMPT
+            repo,
+            "--agent",
+            "codex",
+            "--model",
+            "gpt-5-codex",
+            "--image",
+            AGENTS_IMAGE,
+            prompt=PROMPT,
         )
         first = api.wait_for(lambda r: r.route.endswith("/responses"))
         texts = [
@@ -138,10 +136,9 @@ def test_codex_carries_out_the_prompt(clauderon, repo):
 
 
 def test_an_image_without_agents_gets_them_provided_once(clauderon, repo):
-    with FakeModelAPI(CLAUDE_SCRIPT, host=clauderon.gateway(), required_key=ANTHROPIC_KEY) as api:
-        first = clauderon.create(
-            repo, "--image", BASE_IMAGE, "--print", *claude_env(api), prompt="write the file"
-        )
+    with FakeModelAPI(CLAUDE_SCRIPT, required_key=ANTHROPIC_KEY) as api:
+        use_fake(clauderon, api)
+        first = clauderon.create(repo, "--image", BASE_IMAGE, "--print", prompt="write the file")
         container = clauderon.container(first)
         mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
         assert mounts["/opt/clauderon/agent"]["RW"] is False

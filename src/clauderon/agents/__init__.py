@@ -20,6 +20,7 @@ class Agent(ABC):
     kind: AgentKind
     command: str  # the executable's name inside the container
     display_name: str
+    model_host: str  # where its model API lives (the credential it needs is for this host)
     default_version: str
 
     @abstractmethod

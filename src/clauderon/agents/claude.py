@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..models import AgentKind, Session
+from ..models import CREDENTIAL_PLACEHOLDER, AgentKind, Session
 from ..spec import Mount
 from . import Agent
 
@@ -29,6 +29,7 @@ class ClaudeCode(Agent):
     kind = AgentKind.CLAUDE
     command = "claude"
     display_name = "Claude Code"
+    model_host = "api.anthropic.com"
     default_version = "2.1.332"
 
     def npm_package(self, version: str, arch: str, musl: bool) -> tuple[str, list[str]]:
@@ -47,11 +48,11 @@ class ClaudeCode(Agent):
                 hasTrustDialogAccepted=True, hasCompletedProjectOnboarding=True
             )
         settings.update(hasCompletedOnboarding=True, bypassPermissionsModeAccepted=True)
-        api_key = session.env.get("ANTHROPIC_API_KEY", "").strip()
-        if api_key:
-            responses = settings.setdefault("customApiKeyResponses", {})
-            responses.setdefault("approved", []).append(api_key[-20:])
-            responses.setdefault("rejected", [])
+        # The key the CLI sees is the proxy's placeholder: approve it (the CLI keeps the last
+        # 20 characters of an approved key).
+        responses = settings.setdefault("customApiKeyResponses", {})
+        responses.setdefault("approved", []).append(CREDENTIAL_PLACEHOLDER[-20:])
+        responses.setdefault("rejected", [])
         claude_json = session_dir / "claude.json"
         claude_json.write_text(json.dumps(settings, indent=2) + "\n")
         claude_json.chmod(0o600)

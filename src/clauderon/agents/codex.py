@@ -19,6 +19,7 @@ class Codex(Agent):
     kind = AgentKind.CODEX
     command = "codex"
     display_name = "Codex"
+    model_host = "api.openai.com"
     default_version = "0.171.0"
 
     def npm_package(self, version: str, arch: str, musl: bool) -> tuple[str, list[str]]:
@@ -30,28 +31,31 @@ class Codex(Agent):
         ]
 
     def write_settings(self, session: Session, session_dir: Path, home: Path) -> list[Mount]:
+        # Codex ignores OPENAI_BASE_URL; a provider entry is how it takes an endpoint. It is
+        # always clauderon's own, so websockets (which the proxy's upstreams may not speak)
+        # are off and the key comes from the (placeholder) OPENAI_API_KEY.
+        base_url = session.env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         lines = [
             f"# Written by clauderon for session {session.name}; copied to $CODEX_HOME at start.",
             "check_for_update_on_startup = false",
             'preferred_auth_method = "apikey"',
+            'model_provider = "clauderon"',
+            "",
+            "[analytics]",
+            "enabled = false",
+            "",
+            "[features]",
+            "plugins = false",
+            "",
+            "[model_providers.clauderon]",
+            'name = "clauderon"',
+            f"base_url = {toml_string(base_url)}",
+            'env_key = "OPENAI_API_KEY"',
+            'wire_api = "responses"',
+            "supports_websockets = false",
         ]
-        base_url = session.env.get("OPENAI_BASE_URL")
-        if base_url:
-            # Codex ignores OPENAI_BASE_URL; a provider entry is how it takes another endpoint.
-            lines += ['model_provider = "clauderon"']
-        lines += ["", "[analytics]", "enabled = false", "", "[features]", "plugins = false"]
         for path in sorted({"/workspace", session.workdir}):
             lines += ["", f"[projects.{toml_string(path)}]", 'trust_level = "trusted"']
-        if base_url:
-            lines += [
-                "",
-                "[model_providers.clauderon]",
-                'name = "clauderon"',
-                f"base_url = {toml_string(base_url)}",
-                'env_key = "OPENAI_API_KEY"',
-                'wire_api = "responses"',
-                "supports_websockets = false",
-            ]
         codex_dir = session_dir / "codex"
         codex_dir.mkdir(exist_ok=True)
         (codex_dir / "config.toml").write_text("\n".join(lines) + "\n")

@@ -23,6 +23,7 @@ class ContainerStatus:
     state: str  # running / exited / created / restarting / paused / dead
     exit_code: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    ip: str | None = None  # on the sessions network
 
 
 @dataclass(frozen=True)
@@ -82,4 +83,7 @@ class Backend(Protocol):
     def attach_command(self, name: str) -> list[str]: ...
 
     def network_gateway(self) -> str:
-        """The host address containers reach (`host.docker.internal`)."""
+        """The host address containers reach (`host.docker.internal`), the only one."""
+
+    def restrict_host_access(self, allowed_ports: list[int]) -> str | None:
+        """Let containers reach only these host ports; say why not when it cannot."""

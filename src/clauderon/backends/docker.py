@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 
@@ -226,21 +227,40 @@ class DockerBackend:
     def network_name(self) -> str:
         return f"clauderon-{self.instance}"
 
+    @property
+    def bridge_name(self) -> str:
+        return f"cldr{self.instance}"  # the host interface (at most 15 characters)
+
     def ensure_network(self) -> str:
-        """Create the sessions' network once; return its gateway (the host, seen from inside)."""
+        """Create the sessions' network once; return its gateway (the host, seen from inside).
+
+        The network is internal: a container on it reaches the gateway address and nothing
+        else, so the credential proxy listening there is its only way out. Sessions cannot
+        reach each other (no inter-container traffic)."""
         if self._network_gateway:
             return self._network_gateway
         try:
             network = self._call(self.client.networks.get, self.network_name)
+            if not network.attrs.get("Internal"):
+                raise ClauderonError(
+                    f"docker network {self.network_name} is not internal (made by an older "
+                    f"clauderon): archive its sessions, then `docker network rm "
+                    f"{self.network_name}`",
+                    code="network_error",
+                    status=500,
+                )
         except docker.errors.NotFound:
             try:
                 network = self._call(
                     self.client.networks.create,
                     self.network_name,
                     driver="bridge",
+                    internal=True,
                     labels={MANAGED_LABEL: "true", "clauderon.instance": self.instance},
-                    # Sessions must not reach each other, only the host.
-                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    options={
+                        "com.docker.network.bridge.enable_icc": "false",
+                        "com.docker.network.bridge.name": self.bridge_name,
+                    },
                 )
             except docker.errors.APIError:  # created concurrently
                 network = self._call(self.client.networks.get, self.network_name)
@@ -254,6 +274,57 @@ class DockerBackend:
 
     def network_gateway(self) -> str:
         return self.ensure_network()
+
+    def _firewall_rules(self, ports: list[int]) -> list[list[str]]:
+        tag = ["-m", "comment", "--comment", f"clauderon:{self.instance}"]
+        rules = [
+            ["INPUT", "-i", self.bridge_name, "-p", "tcp", "--dport", str(p), *tag, "-j", "ACCEPT"]
+            for p in ports
+        ]
+        return [*rules, ["INPUT", "-i", self.bridge_name, *tag, "-j", "REJECT"]]
+
+    def restrict_host_access(self, allowed_ports: list[int]) -> str | None:
+        """An internal network still reaches every service the host exposes on its
+        gateway address; allow only the proxy's port there (needs iptables and root)."""
+        iptables = shutil.which("iptables") or "/usr/sbin/iptables"
+        for rule in reversed(self._firewall_rules(allowed_ports)):
+            try:
+                check = subprocess.run([iptables, "-C", *rule], capture_output=True, timeout=10)
+                if check.returncode == 0:
+                    continue
+                insert = subprocess.run(
+                    [iptables, "-I", rule[0], "1", *rule[1:]],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"iptables unavailable ({exc})"
+            if insert.returncode != 0:
+                return insert.stderr.strip() or "iptables refused the rule"
+        return None
+
+    def host_access_rules(self) -> list[str]:
+        """The commands that restrict host access, for `doctor` to print."""
+        return [
+            f"sudo iptables -I {r[0]} 1 " + " ".join(r[1:])
+            for r in reversed(self._firewall_rules([0]))
+        ]
+
+    def remove_network(self) -> None:
+        """Remove the sessions network and its firewall rules (tests, uninstall)."""
+        iptables = shutil.which("iptables") or "/usr/sbin/iptables"
+        listing = subprocess.run(
+            [iptables, "-S", "INPUT"], capture_output=True, text=True, check=False
+        )
+        for line in listing.stdout.splitlines():
+            if f"clauderon:{self.instance}" in line and line.startswith("-A "):
+                subprocess.run(
+                    [iptables, "-D", *line.split()[1:]], capture_output=True, check=False
+                )
+        with contextlib.suppress(docker.errors.NotFound):
+            self._call(self.client.networks.get, self.network_name).remove()
+        self._network_gateway = None
 
     def ensure_volume(self, name: str, owner: str, image: str) -> None:
         """Create a shared cache volume once, owned by the user the containers run as."""
@@ -413,11 +484,13 @@ class DockerBackend:
             return None
         state = attrs.get("State") or {}
         status = state.get("Status", "unknown")
+        networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
         return ContainerStatus(
             name=name,
             state=status,
             exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
             labels=(attrs.get("Config") or {}).get("Labels") or {},
+            ip=(networks.get(self.network_name) or {}).get("IPAddress") or None,
         )
 
     def inspect_all(self, labels: dict[str, str]) -> dict[str, ContainerStatus]:
@@ -427,11 +500,13 @@ class DockerBackend:
         for item in self._call(self.client.api.containers, all=True, filters=filters):
             name = item["Names"][0].lstrip("/")
             exit_match = _EXIT_RE.search(item.get("Status", ""))
+            networks = (item.get("NetworkSettings") or {}).get("Networks") or {}
             result[name] = ContainerStatus(
                 name=name,
                 state=item.get("State", "unknown"),
                 exit_code=int(exit_match.group(1)) if exit_match else None,
                 labels=item.get("Labels") or {},
+                ip=(networks.get(self.network_name) or {}).get("IPAddress") or None,
             )
         return result
 

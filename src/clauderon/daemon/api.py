@@ -34,6 +34,14 @@ class CancelRequest(BaseModel):
     request_id: str
 
 
+class AccessModeRequest(BaseModel):
+    access_mode: str
+
+
+class CredentialRequest(BaseModel):
+    value: str
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -137,8 +145,13 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
         def cancel(task: asyncio.Task[Any]) -> None:
             task.cancel()
 
-        result = await _run(lambda progress: manager.create(req, progress), stream, cancel)
-        return result
+        async def create(progress: Progress) -> SessionView:
+            session = await manager.create(req, progress)
+            view = await manager.get(session.name)
+            view.warnings = manager.warnings_for(session)
+            return view
+
+        return await _run(create, stream, cancel)
 
     @app.post("/api/sessions/cancel")
     async def cancel_create(req: CancelRequest) -> dict[str, bool]:
@@ -176,6 +189,10 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
 
         return await _run(refresh, stream)
 
+    @app.post("/api/sessions/{name}/access-mode")
+    async def set_access_mode(name: str, req: AccessModeRequest) -> Any:
+        return await manager.set_access_mode(name, req.access_mode)
+
     @app.get("/api/sessions/{name}/attach")
     async def attach_session(name: str) -> dict[str, Any]:
         return await manager.attach_info(name)
@@ -193,6 +210,41 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
                 yield chunk
 
         return StreamingResponse(body(), media_type="application/octet-stream")
+
+    # --- credentials and the audit log ---------------------------------------------------
+
+    @app.get("/api/credentials")
+    async def credentials() -> list[dict[str, Any]]:
+        return manager.credentials()
+
+    @app.put("/api/credentials/{name}")
+    async def set_credential(name: str, req: CredentialRequest) -> dict[str, str]:
+        manager.set_credential(name, req.value)
+        return {"name": name, "status": "stored"}
+
+    @app.get("/api/audit", response_model=None)
+    async def audit(
+        session: str | None = None,
+        limit: int = Query(default=200, ge=1, le=10000),
+        follow: bool = False,
+    ) -> Any:
+        entries = manager.proxy.audit.read(session, limit)
+        if not follow:
+            return entries
+        queue = manager.proxy.audit.subscribe()
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                for entry in entries:
+                    yield _line(entry)
+                while True:
+                    entry = await queue.get()
+                    if session is None or entry.get("session") == session:
+                        yield _line(entry)
+            finally:
+                manager.proxy.audit.unsubscribe(queue)
+
+        return StreamingResponse(body(), media_type=NDJSON)
 
     # --- caches and reconcile -----------------------------------------------------------
 

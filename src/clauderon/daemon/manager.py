@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import re
+import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,6 +28,7 @@ from ..container import (
     CACHE_VOLUMES,
     RESERVED_ENV_PREFIX,
     ProvidedAgent,
+    ProxyInputs,
     SpecInputs,
     build_container_spec,
     container_name,
@@ -43,10 +44,13 @@ from ..errors import (
 )
 from ..limits import parse_cpu_limit, parse_memory_limit
 from ..models import (
+    CREDENTIAL_PLACEHOLDER,
     DEFAULT_IMAGE,
+    AccessMode,
     BackendKind,
     CreateSessionRequest,
     DeleteResult,
+    Egress,
     PullPolicy,
     Session,
     SessionStatus,
@@ -54,7 +58,10 @@ from ..models import (
 )
 from ..naming import generate_name, validate_name
 from ..paths import Paths
+from ..proxy.server import CredentialProxy
 from ..store import Store
+from .blocking import blocking
+from .directory import ProxySessions
 from .events import EventBus
 
 log = logging.getLogger(__name__)
@@ -64,20 +71,6 @@ MAX_PROMPT_BYTES = 100_000  # an argv string is capped at 128 KiB by the kernel
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 CREATE_STEPS = 5
-
-
-async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a blocking call in a thread. If the caller is cancelled meanwhile, wait for the
-    call to finish before re-raising, so rollback sees everything the call created."""
-    future = asyncio.get_running_loop().run_in_executor(
-        None, functools.partial(fn, *args, **kwargs)
-    )
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await future
-        raise
 
 
 class Rollback:
@@ -99,11 +92,25 @@ class Rollback:
 
 
 class SessionManager:
-    def __init__(self, paths: Paths, store: Store, backend: Backend, events: EventBus):
+    def __init__(
+        self,
+        paths: Paths,
+        store: Store,
+        backend: Backend,
+        events: EventBus,
+        proxy: CredentialProxy,
+        directory: ProxySessions,
+        ca_cert: Path,
+    ):
         self.paths = paths
         self.store = store
         self.backend = backend
         self.events = events
+        self.proxy = proxy
+        self.directory = directory
+        self.ca_cert = ca_cert
+        self.host_access_warning: str | None = None
+        self._proxy_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._creations: dict[str, asyncio.Task[Session]] = {}
         self.uid, self.gid = os.getuid(), os.getgid()
@@ -135,6 +142,79 @@ class SessionManager:
             branch=session.branch,
             excludes_file=self.paths.home / "gitignore",
         )
+
+    # --- the credential proxy ----------------------------------------------------------
+
+    async def ensure_proxy(self) -> None:
+        """Start the proxy on the sessions network (once the engine is there)."""
+        async with self._proxy_lock:
+            if self.proxy.running:
+                return
+            gateway = await blocking(self.backend.network_gateway)
+            self.host_access_warning = await blocking(
+                self.backend.restrict_host_access, [self.proxy.port]
+            )
+            if self.host_access_warning:
+                log.warning(
+                    "containers can reach other host ports on %s: %s",
+                    gateway,
+                    self.host_access_warning,
+                )
+            await self.proxy.start(gateway)
+
+    def _credential_env_names(self) -> set[str]:
+        return {env for rule in self.proxy.policy.rules for env in rule.env}
+
+    def _placeholders(self) -> dict[str, str]:
+        """Placeholder variables for the credentials the user has (one per host)."""
+        env: dict[str, str] = {}
+        hosts_done: set[str] = set()
+        for rule in self.proxy.policy.rules:
+            if rule.host in hosts_done or self.proxy.credentials.get(rule.credential) is None:
+                continue
+            hosts_done.add(rule.host)
+            env.update(dict.fromkeys(rule.env, CREDENTIAL_PLACEHOLDER))
+        return env
+
+    def warnings_for(self, session: Session) -> list[str]:
+        warnings = [self.missing_credential_warning(session)]
+        if self.host_access_warning:
+            warnings.append(
+                "containers can reach services on the host's network address (could not "
+                f"restrict it: {self.host_access_warning}); see `clauderon doctor`"
+            )
+        return [w for w in warnings if w]
+
+    def missing_credential_warning(self, session: Session) -> str | None:
+        host = get_agent(session.agent).model_host
+        rules = self.proxy.policy.rules_for(host)
+        if any(self.proxy.credentials.get(rule.credential) for rule in rules):
+            return None
+        names = " or ".join(f"${e}" for rule in rules for e in rule.env[:1])
+        return (
+            f"no credential for {host} is set on the host, so the agent cannot call its "
+            f"model: set {names} in the daemon's environment or use `clauderon config "
+            f"set-credential {rules[0].credential}`"
+        )
+
+    def credentials(self) -> list[dict[str, Any]]:
+        return self.proxy.credentials.describe()
+
+    def set_credential(self, name: str, value: str) -> None:
+        self.proxy.credentials.set(name, value)
+
+    async def set_access_mode(self, name: str, mode: str) -> Session:
+        try:
+            access_mode = AccessMode(mode)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown access mode {mode!r}: use read-write or read-only"
+            ) from None
+        async with self._lock(name):
+            session = self._get(name)
+            session.access_mode = access_mode
+            self.directory.update(session)  # applies to the next request
+            return self._save(session, "access_mode_changed", access_mode=access_mode.value)
 
     def _remove_worktree(self, session: Session) -> None:
         git.remove_worktree(
@@ -214,6 +294,24 @@ class SessionManager:
                 raise InvalidInput(f"--env {key} is reserved for clauderon")
             if "\x00" in value:
                 raise InvalidInput(f"--env {key} contains a NUL byte")
+            if key in self._credential_env_names():
+                raise InvalidInput(
+                    f"--env {key} would put a credential inside the container; the proxy "
+                    "injects it instead: set it in the daemon's environment or with "
+                    "`clauderon config set-credential`"
+                )
+        try:
+            egress = Egress(req.egress)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown egress policy {req.egress!r}: use allowlist, open or off"
+            ) from None
+        try:
+            access_mode = AccessMode(req.access_mode)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown access mode {req.access_mode!r}: use read-write or read-only"
+            ) from None
         cpu = parse_cpu_limit(req.cpu_limit, os.cpu_count()) if req.cpu_limit else None
         memory = parse_memory_limit(req.memory_limit) if req.memory_limit else None
         image = validate_image_name(req.image or DEFAULT_IMAGE)
@@ -247,6 +345,9 @@ class SessionManager:
             cpu_limit=cpu,
             memory_limit=memory,
             env=dict(req.env),
+            egress=egress,
+            access_mode=access_mode,
+            proxy_token=secrets.token_urlsafe(24),
             repo=str(repo.root),
             subdirectory=repo.subdirectory,
             worktree=str(self.paths.worktree(name)),
@@ -306,6 +407,7 @@ class SessionManager:
     async def _create(self, req: CreateSessionRequest, progress: Progress) -> Session:
         await blocking(self.backend.check)
         session, repo, agent = await blocking(self._validate, req)
+        await self.ensure_proxy()
         undo = Rollback()
         step = 0
 
@@ -318,6 +420,8 @@ class SessionManager:
             async with self._lock(session.name):
                 self.store.insert_session(session)  # reserves the name
                 undo.add("store row", lambda: self.store.delete_session(session.id))
+                self.directory.register(session)
+                undo.add("proxy policy", lambda: self.directory.unregister(session))
                 self.events.publish({"type": "session_created", "session": session.name})
 
                 report(f"Checking image {session.image}")
@@ -409,6 +513,7 @@ class SessionManager:
             git_common_dir=Path(session.git_common_dir),
             git_identity=await blocking(git_identity, Path(session.repo), session.name),
             provided_agent=provided,
+            proxy=ProxyInputs(self.proxy.port, self.ca_cert, self._placeholders()),
         )
         spec = build_container_spec(session, agent, self.paths, inputs, agent_mounts)
         prepare_mountpoints(spec, Path(session.worktree))
@@ -418,7 +523,9 @@ class SessionManager:
         self, session: Session, progress: Progress, pull: bool = False
     ) -> str | None:
         """Build a new container from the record (refresh, unarchive, start, reconcile)."""
+        await self.ensure_proxy()
         agent = get_agent(session.agent)
+        self.directory.forget_address(session.name)
         warning = None
         if pull:
             warning = await blocking(self.backend.refresh_image, session.image, progress)
@@ -529,6 +636,7 @@ class SessionManager:
                 self._save(session, "session_failed", error=session.error)
                 raise
             self.store.delete_session(session.id)
+            self.directory.unregister(session)
             self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
             self.events.publish({"type": "session_deleted", "session": session.name})
             hint = None
@@ -696,8 +804,10 @@ class SessionManager:
         return report
 
     async def startup(self) -> None:
-        """Finish what a previous daemon left half done (it died or was killed)."""
+        """Finish what a previous daemon left half done (it died or was killed), and bring
+        the proxy up for the sessions that run."""
         for session in self.store.list_sessions():
+            self.directory.register(session)
             if session.status == SessionStatus.CREATING:
                 log.info("rolling back unfinished creation of %s", session.name)
                 await self._rollback_stale_creation(session)
@@ -707,6 +817,7 @@ class SessionManager:
                 await blocking(self.backend.remove, container_name(session.name))
                 await blocking(self._remove_files, session)
                 self.store.delete_session(session.id)
+        await self.ensure_proxy()
 
     def _locks_held(self) -> set[str]:
         return {name for name, lock in self._locks.items() if lock.locked()}

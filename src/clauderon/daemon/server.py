@@ -15,10 +15,17 @@ from typing import IO
 import uvicorn
 
 from ..backends.docker import DockerBackend
+from ..config import load_config
 from ..errors import ClauderonError
 from ..paths import Paths
+from ..proxy.audit import AuditLog
+from ..proxy.ca import ensure_ca
+from ..proxy.credentials import CredentialStore
+from ..proxy.policy import Policy
+from ..proxy.server import CredentialProxy
 from ..store import Store
 from .api import create_app
+from .directory import ProxySessions
 from .events import EventBus
 from .manager import SessionManager
 
@@ -96,9 +103,17 @@ def run_daemon(paths: Paths) -> int:
 
 
 async def _serve(paths: Paths) -> int:
+    config = load_config(paths.config)
+    ca_cert, confdir = ensure_ca(paths.home)
     store = Store(paths.db)
     backend = DockerBackend(paths.instance)
-    manager = SessionManager(paths, store, backend, EventBus())
+    directory = ProxySessions(backend)
+    policy = Policy.from_config(config.proxy)
+    credentials = CredentialStore(paths.secrets, policy.credential_names())
+    proxy = CredentialProxy(
+        config.proxy, confdir, credentials, directory, AuditLog(paths.audit_log)
+    )
+    manager = SessionManager(paths, store, backend, EventBus(), proxy, directory, ca_cert)
     server: uvicorn.Server | None = None
 
     def shutdown() -> None:
@@ -117,6 +132,7 @@ async def _serve(paths: Paths) -> int:
     except ClauderonError as exc:  # e.g. Docker down: serve anyway, commands will say so
         log.warning("startup reconcile skipped: %s", exc.message)
     await server.serve(sockets=[sock])  # uvicorn turns SIGTERM/SIGINT into a graceful stop
+    await proxy.stop()
     store.close()
     log.info("daemon stopped")
     return 0

@@ -1,0 +1,139 @@
+"""`~/.clauderon/config.toml`: the daemon's settings (read at start, checked strictly).
+
+All Docker settings are CLI flags; this file only shapes the credential proxy:
+
+    [proxy]
+    port = 18100                  # on the sessions network's gateway address
+    allow = ["internal.example.com", "*.corp.example"]   # added to the default allowlist
+    # allowlist = [...]           # replaces the default allowlist instead
+
+    [proxy.rules."api.example.com"]   # inject a credential for another host
+    credential = "example_token"      # ~/.clauderon/secrets/example_token or $EXAMPLE_TOKEN
+    header = "Authorization"
+    format = "Bearer {}"
+    env = "EXAMPLE_TOKEN"             # the placeholder variable the container gets
+
+    [proxy.upstreams]                 # send a host's traffic to another base URL
+    "api.anthropic.com" = "https://gateway.corp.example/anthropic"
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ClauderonError
+
+DEFAULT_PROXY_PORT = 18100
+_HOST_RE = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ConfigError(ClauderonError):
+    code = "config_error"
+    status = 500
+
+
+def check_host_pattern(host: str) -> str:
+    host = host.strip().lower()
+    if not _HOST_RE.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name or *.domain pattern")
+    return host
+
+
+class RuleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    credential: str
+    header: str = "Authorization"
+    format: str = "Bearer {}"
+    env: str | None = None
+
+    @field_validator("credential")
+    @classmethod
+    def _credential(cls, value: str) -> str:
+        if not _NAME_RE.fullmatch(value):
+            raise ValueError("credential names are lowercase letters, digits and _")
+        return value
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9-]+", value):
+            raise ValueError(f"{value!r} is not a header name")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value.count("{}") != 1:
+            raise ValueError("format must contain {} exactly once (where the secret goes)")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_RE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+
+class ProxyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = Field(DEFAULT_PROXY_PORT, ge=1, le=65535)
+    allow: list[str] = Field(default_factory=list)
+    allowlist: list[str] | None = None
+    rules: dict[str, RuleConfig] = Field(default_factory=dict)
+    upstreams: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("allow", "allowlist")
+    @classmethod
+    def _hosts(cls, hosts: list[str] | None) -> list[str] | None:
+        return None if hosts is None else [check_host_pattern(h) for h in hosts]
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_hosts(cls, rules: dict[str, RuleConfig]) -> dict[str, RuleConfig]:
+        return {check_host_pattern(host): rule for host, rule in rules.items()}
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams(cls, upstreams: dict[str, str]) -> dict[str, str]:
+        checked = {}
+        for host, url in upstreams.items():
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"upstream for {host!r} must be an http(s) URL, not {url!r}")
+            if parts.query or parts.fragment:
+                raise ValueError(f"upstream for {host!r} must not have a query or fragment")
+            checked[check_host_pattern(host)] = url.rstrip("/")
+        return checked
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+
+
+def load_config(path: Path) -> Config:
+    """Read config.toml; a missing file means the defaults, a bad one is an error."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return Config()
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path}: [{where}] {message}") from None
