@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from .backends.docker import DockerBackend
 from .models import DEFAULT_IMAGE
 from .paths import Paths
 
@@ -28,8 +29,6 @@ def _docker_checks() -> list[Check]:
     import docker
     import docker.errors
 
-    from .backends.docker import DockerBackend
-
     try:
         client = docker.from_env(timeout=10)
         info = client.info()
@@ -41,6 +40,8 @@ def _docker_checks() -> list[Check]:
             )
         ]
     checks = [Check("docker", True, f"engine {info.get('ServerVersion')} reachable")]
+    paths = Paths.from_env()
+    checks.append(_isolation_check(DockerBackend(paths.instance, client), paths))
     root = info.get("DockerRootDir", "/var/lib/docker")
     checks.append(
         _disk_check(f"disk ({root})", root, "docker system df, then docker system prune -a")
@@ -59,6 +60,24 @@ def _docker_checks() -> list[Check]:
             )
         )
     return checks
+
+
+def _isolation_check(backend: DockerBackend, paths: Paths) -> Check:
+    """Whether containers are kept from every host port but the proxy's."""
+    try:
+        backend.client.networks.get(backend.network_name)
+    except Exception:
+        return Check("isolation", True, "the sessions network is made on the first create")
+    listing = subprocess.run(["iptables", "-S", "INPUT"], capture_output=True, text=True)
+    if f"clauderon:{backend.instance}" in listing.stdout:
+        return Check("isolation", True, "containers reach only the proxy on the host")
+    return Check(
+        "isolation",
+        False,
+        "containers may reach other services on the host's network address",
+        "; ".join(backend.host_access_rules()).replace(" 0 ", " <proxy port> "),
+        warning=True,
+    )
 
 
 def _disk_check(name: str, path: str, fix: str) -> Check:

@@ -304,11 +304,11 @@ class DockerBackend:
                 return insert.stderr.strip() or "iptables refused the rule"
         return None
 
-    def host_access_rules(self) -> list[str]:
+    def host_access_rules(self, allowed_ports: list[int]) -> list[str]:
         """The commands that restrict host access, for `doctor` to print."""
         return [
             f"sudo iptables -I {r[0]} 1 " + " ".join(r[1:])
-            for r in reversed(self._firewall_rules([0]))
+            for r in reversed(self._firewall_rules(allowed_ports))
         ]
 
     def remove_network(self) -> None:
