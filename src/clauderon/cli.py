@@ -204,11 +204,12 @@ def list_sessions(
     if not sessions:
         typer.echo("No sessions. Start one with: clauderon create --repo PATH --prompt TEXT")
         return
-    rows = [("NAME", "STATE", "AGENT", "IMAGE", "AGE", "REPO")]
+    rows = [("NAME", "STATE", "AGENT", "STATUS", "IMAGE", "AGE", "REPO")]
     for s in sessions:
         state = s["state"] + (f" ({s['exit_code']})" if s.get("exit_code") is not None else "")
         repo = s["repo"] + (f"/{s['subdirectory']}" if s["subdirectory"] else "")
-        rows.append((s["name"], state, s["agent"], s["image"], _age(s["created_at"]), repo))
+        rows.append((s["name"], state, s["agent"], s["agent_status"].replace("_", " "),
+                     s["image"], _age(s["created_at"]), repo))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         typer.echo(
@@ -520,8 +521,10 @@ def daemon_stop() -> None:
         typer.echo("The daemon is not running.")
         return
     c.request("POST", "/api/daemon/shutdown")
-    for _ in range(100):
-        if c.ping() is None:
+    for _ in range(300):  # until the process is gone, its proxy port free again
+        try:
+            os.kill(health["pid"], 0)
+        except ProcessLookupError:
             break
         time.sleep(0.05)
     typer.echo(f"Stopped the daemon (pid {health['pid']}).")

@@ -129,6 +129,7 @@ def build_container_spec(
         "CLAUDERON_AGENT": agent.command,
         "CLAUDERON_SESSION_ID": session.id,
         "CLAUDERON_SESSION_NAME": session.name,
+        "CLAUDERON_SESSION_TOKEN": session.hook_token,
         "CLAUDERON_PROMPT": session.prompt,
         "CLAUDERON_MODEL": session.model or "",
         "CLAUDERON_PRINT": "1" if session.print_mode else "0",
@@ -146,6 +147,7 @@ def build_container_spec(
         cpu_limit=session.cpu_limit,
         memory_limit=session.memory_limit,
         tty=not session.print_mode,
+        restart=not session.print_mode,
     )
 
 

@@ -46,6 +46,16 @@ class AccessMode(StrEnum):
     READ_ONLY = "read-only"
 
 
+class AgentStatus(StrEnum):
+    WORKING = "working"
+    WAITING_APPROVAL = "waiting_approval"  # a permission prompt is open
+    WAITING_INPUT = "waiting_input"  # the turn finished: the user's move
+    IDLE = "idle"  # waiting for a long while
+    EXITED = "exited"
+    ERROR = "error"
+    UNKNOWN = "unknown"
+
+
 class PullPolicy(StrEnum):
     ALWAYS = "always"
     IF_NOT_PRESENT = "if-not-present"
@@ -77,6 +87,13 @@ class Session(BaseModel):
     access_mode: AccessMode = AccessMode.READ_WRITE
     # The session's proxy credential: how the proxy knows which session is calling.
     proxy_token: str = ""
+    # Carried by the agent's status reports (hooks), which are refused without it.
+    hook_token: str = ""
+    agent_status: AgentStatus = AgentStatus.UNKNOWN  # as the agent last reported it
+    agent_status_at: datetime | None = None
+    # Recovery: how often reconcile tried to recreate a missing container, and when.
+    reconcile_attempts: int = 0
+    last_reconcile_at: datetime | None = None
     repo: str  # root of the main repository's work tree
     subdirectory: str = ""  # where --repo pointed, relative to the root
     worktree: str
@@ -99,6 +116,7 @@ class SessionView(Session):
     """A session as the front ends see it: the record plus what the backend reports."""
 
     proxy_token: str = Field(default="", exclude=True)  # the daemon's business only
+    hook_token: str = Field(default="", exclude=True)
     # running / exited / created / restarting / paused / missing / none (no container)
     container_state: str = "none"
     exit_code: int | None = None

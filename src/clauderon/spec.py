@@ -33,4 +33,6 @@ class ContainerSpec:
     # Host names the container resolves to the host address it can reach.
     host_aliases: tuple[str, ...] = ("host.docker.internal",)
     network: str | None = None
+    # Come back after a reboot or an engine restart; a one-off print run does not.
+    restart: bool = True
     cap_add: list[str] = field(default_factory=list)

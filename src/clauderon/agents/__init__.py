@@ -36,8 +36,18 @@ class Agent(ABC):
         return {}
 
 
+# The status reporter, installed in ~/.clauderon/hooks/ and mounted read-only there.
+REPORT_COMMAND = "/workspace/.clauderon/hooks/report"
+
+
 def entrypoint_script() -> str:
     return resources.files(__package__).joinpath("entrypoint.sh").read_text()
+
+
+def install_report_script(hooks_dir: Path) -> None:
+    script = hooks_dir / "report"
+    script.write_text(resources.files(__package__).joinpath("report.sh").read_text())
+    script.chmod(0o755)
 
 
 def get_agent(kind: str) -> Agent:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..models import CREDENTIAL_PLACEHOLDER, AgentKind, Session
 from ..spec import Mount
-from . import Agent
+from . import REPORT_COMMAND, Agent
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,30 @@ def _read_template(path: Path) -> dict[str, Any]:
         log.warning("ignoring %s: %s", path, exc)
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# Hooks that report the agent's status (the project's own hooks still run beside them).
+STATUS_EVENTS = (
+    "SessionStart",
+    "UserPromptSubmit",
+    "PreToolUse",
+    "PermissionRequest",
+    "Notification",
+    "Stop",
+    "SessionEnd",
+)
+
+
+def _hooks() -> dict[str, Any]:
+    def command(event: str) -> dict[str, Any]:
+        return {"type": "command", "command": f"{REPORT_COMMAND} claude {event}", "timeout": 10}
+
+    return {
+        event: [{"matcher": "*", "hooks": [command(event)]}]
+        if event == "PreToolUse"
+        else [{"hooks": [command(event)]}]
+        for event in STATUS_EVENTS
+    }
 
 
 class ClaudeCode(Agent):
@@ -63,7 +87,7 @@ class ClaudeCode(Agent):
         managed_dir = session_dir / "claude-managed"
         managed_dir.mkdir(exist_ok=True)
         mode = "default" if session.ask_permissions else "bypassPermissions"
-        managed: dict[str, Any] = {"permissions": {"defaultMode": mode}}
+        managed: dict[str, Any] = {"permissions": {"defaultMode": mode}, "hooks": _hooks()}
         if not session.ask_permissions:
             managed["skipDangerousModePermissionPrompt"] = True
         (managed_dir / "managed-settings.json").write_text(json.dumps(managed, indent=2) + "\n")

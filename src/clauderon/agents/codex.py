@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..models import AgentKind, Session
 from ..spec import Mount
-from . import Agent
+from . import REPORT_COMMAND, Agent
 
 
 def toml_string(value: str) -> str:
@@ -40,6 +40,8 @@ class Codex(Agent):
             "check_for_update_on_startup = false",
             'preferred_auth_method = "apikey"',
             'model_provider = "clauderon"',
+            # Codex reports a finished turn through its notification hook.
+            f'notify = ["{REPORT_COMMAND}", "codex", "notify"]',
             "",
             "[analytics]",
             "enabled = false",

@@ -426,6 +426,7 @@ class DockerBackend:
                 cap_drop=["ALL"],
                 cap_add=spec.cap_add or None,
                 pids_limit=PIDS_LIMIT,
+                restart_policy={"Name": "unless-stopped"} if spec.restart else None,
                 **kwargs,
             )
         except docker.errors.APIError as exc:

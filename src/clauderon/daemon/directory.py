@@ -7,6 +7,9 @@ from the engine and re-checked whenever one does not match (containers restart).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..backends import Backend
 from ..container import container_name
 from ..models import Session
@@ -19,6 +22,11 @@ class ProxySessions:
         self.backend = backend
         self._by_token: dict[str, SessionPolicy] = {}
         self._addresses: dict[str, str] = {}  # session name → container address
+        self._model_calls: dict[str, int] = {}  # session name → model requests in flight
+        # Set by the manager: (session name, agent, event, payload) from an agent's hook,
+        # and (session name) when a session's model calls start or stop.
+        self.on_report: Callable[[str, str, str, dict[str, Any]], None] = lambda *_: None
+        self.on_model_calls: Callable[[str], None] = lambda _: None
 
     def register(self, session: Session) -> None:
         if not session.proxy_token:
@@ -29,11 +37,13 @@ class ProxySessions:
             token=session.proxy_token,
             egress=session.egress,
             access_mode=session.access_mode,
+            hook_token=session.hook_token,
         )
 
     def unregister(self, session: Session) -> None:
         self._by_token.pop(session.proxy_token, None)
         self._addresses.pop(session.name, None)
+        self._model_calls.pop(session.name, None)
 
     def update(self, session: Session) -> None:
         """Apply a changed policy (e.g. the access mode) to the next request."""
@@ -45,6 +55,20 @@ class ProxySessions:
 
     def forget_address(self, name: str) -> None:
         self._addresses.pop(name, None)
+
+    def report(
+        self, policy: SessionPolicy, agent: str, event: str, payload: dict[str, Any]
+    ) -> None:
+        self.on_report(policy.name, agent, event, payload)
+
+    def model_calls(self, policy: SessionPolicy, delta: int) -> None:
+        count = max(0, self._model_calls.get(policy.name, 0) + delta)
+        self._model_calls[policy.name] = count
+        if count == (1 if delta > 0 else 0):  # started, or all finished
+            self.on_model_calls(policy.name)
+
+    def model_calls_in_flight(self, name: str) -> int:
+        return self._model_calls.get(name, 0)
 
     def by_token(self, token: str) -> SessionPolicy | None:
         return self._by_token.get(token)

@@ -15,12 +15,12 @@ import re
 import secrets
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import git
-from ..agents import Agent, get_agent
+from ..agents import Agent, get_agent, install_report_script
 from ..agents.provision import ensure_agent
 from ..backends import Backend, ContainerStatus, Progress
 from ..backends.docker import DEFAULT_PATH, DETACH_KEYS_HUMAN, validate_image_name
@@ -47,6 +47,8 @@ from ..models import (
     CREDENTIAL_PLACEHOLDER,
     DEFAULT_IMAGE,
     AccessMode,
+    AgentKind,
+    AgentStatus,
     BackendKind,
     CreateSessionRequest,
     DeleteResult,
@@ -55,6 +57,7 @@ from ..models import (
     Session,
     SessionStatus,
     SessionView,
+    utcnow,
 )
 from ..naming import generate_name, validate_name
 from ..paths import Paths
@@ -63,9 +66,9 @@ from ..store import Store
 from .blocking import blocking
 from .directory import ProxySessions
 from .events import EventBus
+from .status import effective_status, status_from_report
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MAX_PROMPT_BYTES = 100_000  # an argv string is capped at 128 KiB by the kernel
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -115,6 +118,9 @@ class SessionManager:
         self._creations: dict[str, asyncio.Task[Session]] = {}
         self.uid, self.gid = os.getuid(), os.getgid()
         (paths.home / "gitignore").write_text(git.AGENT_HOME_EXCLUDES)
+        install_report_script(paths.hooks)
+        directory.on_report = self._on_agent_report
+        directory.on_model_calls = self._on_model_calls
 
     # --- helpers --------------------------------------------------------------------
 
@@ -131,8 +137,61 @@ class SessionManager:
         self.store.save_session(session)
         if event:
             self.store.add_event(session, event, payload)
-            self.events.publish({"type": event, "session": session.name, **payload})
+            self._publish("session_updated", session, reason=event, **payload)
         return session
+
+    def _publish(self, type_: str, session: Session, **payload: Any) -> None:
+        data = session.model_dump(mode="json", exclude={"proxy_token", "hook_token"})
+        self.events.publish({"type": type_, "session": session.name, **payload, "data": data})
+
+    def _broadcasting(self, name: str, progress: Progress) -> Progress:
+        """The same progress, also published as events (callable from worker threads)."""
+        loop = asyncio.get_running_loop()
+
+        def report(message: str, current: int | None = None, total: int | None = None) -> None:
+            progress(message, current, total)
+            loop.call_soon_threadsafe(
+                self.events.publish,
+                {
+                    "type": "session_progress",
+                    "session": name,
+                    "message": message,
+                    "current": current,
+                    "total": total,
+                },
+            )
+
+        return report
+
+    # --- agent status ---------------------------------------------------------------
+
+    def _on_agent_report(self, name: str, agent: str, event: str, payload: dict[str, Any]) -> None:
+        status = status_from_report(agent, event, payload)
+        session = self.store.get_session(name)
+        if status is None or session is None:
+            return
+        previous = session.agent_status
+        session.agent_status, session.agent_status_at = status, utcnow()
+        self.store.save_session(session)
+        if status != previous:
+            self.store.add_event(session, "agent_status", {"agent_status": status.value})
+            self._publish(
+                "agent_status", session, agent_status=status.value, previous=previous.value
+            )
+
+    def _on_model_calls(self, name: str) -> None:
+        session = self.store.get_session(name)
+        if session is None:
+            return
+        working = self.directory.model_calls_in_flight(name) > 0
+        status = AgentStatus.WORKING if working else session.agent_status
+        self._publish("agent_status", session, agent_status=status.value, source="proxy")
+
+    def _transcript(self, session: Session) -> Path | None:
+        if session.agent != AgentKind.CLAUDE:
+            return None
+        projects = Path(session.worktree) / ".claude" / "projects"
+        return next(projects.glob(f"*/{session.id}.jsonl"), None)
 
     def _worktree(self, session: Session) -> git.Worktree:
         return git.Worktree(
@@ -244,6 +303,16 @@ class SessionManager:
             view.state = status.state if status else "missing"
         elif session.status == SessionStatus.STOPPED and status and status.state == "running":
             view.state = "running"  # started behind clauderon's back
+        if containers is not None:
+            calls = self.directory.model_calls_in_flight(session.name)
+            transcript = (
+                self._transcript(session)
+                if session.agent_status == AgentStatus.WORKING and not calls
+                else None
+            )
+            view.agent_status = effective_status(
+                session.agent_status, session.status, status, calls, transcript
+            )
         return view
 
     async def _containers(self) -> dict[str, ContainerStatus] | None:
@@ -348,6 +417,7 @@ class SessionManager:
             egress=egress,
             access_mode=access_mode,
             proxy_token=secrets.token_urlsafe(24),
+            hook_token=secrets.token_urlsafe(24),
             repo=str(repo.root),
             subdirectory=repo.subdirectory,
             worktree=str(self.paths.worktree(name)),
@@ -408,6 +478,7 @@ class SessionManager:
         await blocking(self.backend.check)
         session, repo, agent = await blocking(self._validate, req)
         await self.ensure_proxy()
+        progress = self._broadcasting(session.name, progress)
         undo = Rollback()
         step = 0
 
@@ -422,7 +493,7 @@ class SessionManager:
                 undo.add("store row", lambda: self.store.delete_session(session.id))
                 self.directory.register(session)
                 undo.add("proxy policy", lambda: self.directory.unregister(session))
-                self.events.publish({"type": "session_created", "session": session.name})
+                self._publish("session_created", session)
 
                 report(f"Checking image {session.image}")
                 await blocking(
@@ -524,6 +595,7 @@ class SessionManager:
     ) -> str | None:
         """Build a new container from the record (refresh, unarchive, start, reconcile)."""
         await self.ensure_proxy()
+        progress = self._broadcasting(session.name, progress)
         agent = get_agent(session.agent)
         self.directory.forget_address(session.name)
         warning = None
@@ -831,9 +903,6 @@ class SessionManager:
         shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
         shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
         self.store.delete_session(session.id)
-
-    async def run_with_progress(self, coro: Awaitable[T]) -> T:
-        return await coro
 
 
 def git_identity(repo: Path, session_name: str) -> dict[str, str]:

@@ -9,7 +9,9 @@ chosen by the real destination of the connection, never by a header the agent wr
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import re
 import time
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -25,11 +27,16 @@ from .policy import (
     access_allows,
     carries_placeholder,
     denial_text,
+    is_model_call,
 )
 
 log = logging.getLogger(__name__)
 PROXY_USER = "clauderon"
 META = "clauderon"
+
+
+HOOK_HOST = "clauderon.internal"  # agents report their status here; never forwarded
+HOOK_PATH = re.compile(r"/v1/agent-events/([a-z]+)/([A-Za-z_-]+)")
 
 
 class SessionDirectory(Protocol):
@@ -38,6 +45,12 @@ class SessionDirectory(Protocol):
     def by_token(self, token: str) -> SessionPolicy | None: ...
 
     async def verify_peer(self, policy: SessionPolicy, address: str) -> bool: ...
+
+    def report(
+        self, policy: SessionPolicy, agent: str, event: str, payload: dict[str, Any]
+    ) -> None: ...
+
+    def model_calls(self, policy: SessionPolicy, delta: int) -> None: ...
 
 
 def proxy_token(header: str | None) -> str | None:
@@ -140,6 +153,9 @@ class SessionProxy:
             "credential": None,
             "path": request.path.split("?", 1)[0],
         }
+        if host == HOOK_HOST:
+            flow.metadata[META]["hook"] = policy  # answered in `request`, once the body is in
+            return
         if not self.policy.egress_allows(host, policy.egress):
             self._refuse(flow, policy, 403, "egress", denial_text(host, policy.name, policy.egress))
             return
@@ -160,6 +176,39 @@ class SessionProxy:
         if upstream:
             self._redirect(flow, upstream)
         request.stream = True
+        if is_model_call(host, request.method, flow.metadata[META]["path"]):
+            flow.metadata[META]["model_call"] = policy
+            self.directory.model_calls(policy, +1)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get(META) or {}
+        policy = meta.get("hook")
+        if policy is None or flow.response is not None:
+            return
+        authorization = flow.request.headers.get("authorization", "")
+        match = HOOK_PATH.fullmatch(meta["path"])
+        if not policy.hook_token or authorization != f"Bearer {policy.hook_token}":
+            self._refuse(
+                flow,
+                policy,
+                403,
+                "hook-token",
+                "clauderon: an agent report without the session's token is refused\n",
+            )
+            return
+        if flow.request.method != "POST" or match is None:
+            self._refuse(flow, policy, 404, "hook", "clauderon: no such report endpoint\n")
+            return
+        try:
+            payload = json.loads(flow.request.content or b"{}")
+        except ValueError:
+            payload = {}
+        self.directory.report(
+            policy, match.group(1), match.group(2), payload if isinstance(payload, dict) else {}
+        )
+        flow.response = http.Response.make(
+            200, b'{"status":"ok"}\n', {"content-type": "application/json"}
+        )
 
     async def _inject(self, flow: http.HTTPFlow, policy: SessionPolicy, host: str) -> bool:
         rules = self.policy.rules_for(host)
@@ -217,10 +266,18 @@ class SessionProxy:
 
     def response(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
+        self._model_call_done(flow)
         self._audit(flow, flow.response.status_code, "allowed")
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._model_call_done(flow)
         self._audit(flow, 502, "allowed", error=str(flow.error) if flow.error else "error")
+
+    def _model_call_done(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get(META) or {}
+        policy = meta.pop("model_call", None)
+        if policy is not None:
+            self.directory.model_calls(policy, -1)
 
     # --- decisions and the audit log ------------------------------------------------
 

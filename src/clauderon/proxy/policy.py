@@ -70,6 +70,7 @@ class SessionPolicy:
     token: str
     egress: Egress
     access_mode: AccessMode
+    hook_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,15 @@ class Policy:
 
     def credential_names(self) -> list[str]:
         return list(dict.fromkeys(rule.credential for rule in self.rules))
+
+
+def is_model_call(host: str, method: str, path: str) -> bool:
+    """A request to the model API proper: while one is in flight, the agent is working."""
+    if method.upper() != "POST":
+        return False
+    prefixes = next((p for h, p in MODEL_WRITE_PATHS.items() if host_matches(host, h)), ())
+    route = path.split("?", 1)[0]
+    return any(route == p or route.startswith(p + "/") for p in prefixes)
 
 
 def access_allows(mode: AccessMode, method: str, host: str, path: str) -> bool:

@@ -32,6 +32,8 @@ class ProxyError(ClauderonError):
 
 def check_port_free(host: str, port: int) -> None:
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As the server will: connections of a previous proxy still in TIME_WAIT do not count.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((host, port))
     except OSError as exc:
