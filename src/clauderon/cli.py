@@ -34,6 +34,8 @@ daemon_app = typer.Typer(
 app.add_typer(daemon_app, name="daemon")
 config_app = typer.Typer(help="The credentials the proxy injects.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+token_app = typer.Typer(help="API tokens for the daemon's TCP listener.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 
 _client: Client | None = None
 
@@ -205,12 +207,24 @@ def list_sessions(
         typer.echo("No sessions. Start one with: clauderon create --repo PATH --prompt TEXT")
         return
     rows = [("NAME", "STATE", "AGENT", "STATUS", "IMAGE", "AGE", "REPO")]
+    problems = [(s["name"], s["error"]) for s in sessions if s.get("error")]
     for s in sessions:
         state = s["state"] + (f" ({s['exit_code']})" if s.get("exit_code") is not None else "")
         repo = s["repo"] + (f"/{s['subdirectory']}" if s["subdirectory"] else "")
-        rows.append((s["name"], state, s["agent"], s["agent_status"].replace("_", " "),
-                     s["image"], _age(s["created_at"]), repo))
+        rows.append(
+            (
+                s["name"],
+                state,
+                s["agent"],
+                s["agent_status"].replace("_", " "),
+                s["image"],
+                _age(s["created_at"]),
+                repo,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for name, error in problems:
+        err(f"{name}: {error}")
     for row in rows:
         typer.echo(
             "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
@@ -308,6 +322,44 @@ def delete(
     if result.get("saved_ref"):
         typer.echo(f"Its work was saved as {result['saved_ref']}. Get it back with:")
         typer.echo(f"  {result['restore_hint']}")
+
+
+@app.command()
+def send(name: str, text: str = typer.Argument(..., help="The message.")) -> None:
+    """Type a message into the running agent and press Enter, without attaching."""
+    client().request("POST", f"/api/sessions/{name}/send", json={"text": text})
+    typer.echo(f"Sent to {name}.")
+
+
+@app.command()
+def screen(name: str) -> None:
+    """Print what the agent's terminal shows now."""
+    typer.echo(client().request("GET", f"/api/sessions/{name}/screen")["text"].rstrip())
+
+
+@token_app.command("create")
+def token_create(name: str = typer.Option("default", "--name", help="A label for it.")) -> None:
+    """Make an API token for `clauderon daemon --listen` beyond loopback (shown once)."""
+    token = client().request("POST", "/api/tokens", json={"name": name})
+    typer.echo(token["token"])
+    err(
+        f"Token {token['id']} ({name}) created; it is shown only now. Send it as "
+        "`Authorization: Bearer <token>`."
+    )
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """The API tokens (ids and names; the tokens themselves are not kept)."""
+    for token in client().request("GET", "/api/tokens"):
+        typer.echo(f"{token['id']}  {token['name']:<20} {token['created_at'][:19]}")
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str) -> None:
+    """Revoke an API token."""
+    client().request("DELETE", f"/api/tokens/{token_id}")
+    typer.echo(f"Revoked {token_id}.")
 
 
 @app.command("set-access-mode")
@@ -451,6 +503,10 @@ def _print_reconcile(report: dict[str, Any]) -> None:
         lines.append(f"Rolled back the unfinished creation of {name}")
     for name in report["recreated"]:
         lines.append(f"Recreated the missing container of {name}")
+    for name in report["adopted"]:
+        lines.append(f"Took back the running container of {name}")
+    for name in report["gave_up"]:
+        lines.append(f"Gave up recreating the container of {name} (see `clauderon list`)")
     for failure in report["failed"]:
         lines.append(f"Could not recreate {failure['session']}: {failure['error']}")
     for name in report["missing_worktrees"]:
@@ -488,13 +544,18 @@ def doctor() -> None:
 
 
 @daemon_app.callback()
-def daemon(ctx: typer.Context) -> None:
+def daemon(
+    ctx: typer.Context,
+    listen: str | None = typer.Option(
+        None, "--listen", help="Also serve the API on HOST:PORT (tokens beyond loopback)."
+    ),
+) -> None:
     """Run the daemon in the foreground (with no subcommand)."""
     if ctx.invoked_subcommand is None:
         from .daemon.server import run_daemon
         from .paths import Paths
 
-        raise typer.Exit(run_daemon(Paths.from_env()))
+        raise typer.Exit(run_daemon(Paths.from_env(), listen))
 
 
 @daemon_app.command("status")

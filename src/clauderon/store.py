@@ -44,6 +44,14 @@ MIGRATIONS: list[str] = [
         probed_at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -170,6 +178,30 @@ class Store:
         return [
             {"type": r["type"], "payload": json.loads(r["payload"]), "ts": r["ts"]} for r in rows
         ]
+
+    # --- API tokens (only their hashes are kept) -----------------------------------------
+
+    def add_token(self, token_id: str, name: str, token_hash: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)",
+                (token_id, name, token_hash, utcnow().isoformat()),
+            )
+
+    def token_hashes(self) -> list[str]:
+        with self._lock:
+            return [r["hash"] for r in self._db.execute("SELECT hash FROM api_tokens")]
+
+    def list_tokens(self) -> list[dict[str, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, created_at FROM api_tokens ORDER BY created_at"
+            )
+            return [dict(r) for r in rows]
+
+    def delete_token(self, token_id: str) -> bool:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM api_tokens WHERE id = ?", (token_id,)).rowcount > 0
 
     # --- image facts ------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ first backend; Kubernetes or a host multiplexer can follow without touching the 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -81,6 +82,11 @@ class Backend(Protocol):
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]: ...
 
     def attach_command(self, name: str) -> list[str]: ...
+
+    def attach(self, name: str) -> socket.socket:
+        """A raw two-way stream to the container's terminal."""
+
+    def resize(self, name: str, rows: int, cols: int) -> None: ...
 
     def network_gateway(self) -> str:
         """The host address containers reach (`host.docker.internal`), the only one."""

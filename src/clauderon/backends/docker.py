@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -516,6 +517,20 @@ class DockerBackend:
         yield from self._call(
             container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
         )
+
+    def attach(self, name: str) -> socket.socket:
+        params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        try:
+            stream = self._call(self.client.api.attach_socket, name, params=params)
+        except docker.errors.NotFound as exc:
+            raise ClauderonError(
+                f"container {name} is missing", code="conflict", status=409
+            ) from exc
+        return stream._sock if hasattr(stream, "_sock") else stream
+
+    def resize(self, name: str, rows: int, cols: int) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            self._call(self.client.api.resize, name, height=rows, width=cols)
 
     def attach_command(self, name: str) -> list[str]:
         docker_cli = shutil.which("docker") or "docker"

@@ -8,22 +8,26 @@ or `error` line. Errors are always `{"code": ..., "message": ...}`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..backends import Progress
 from ..errors import ClauderonError
 from ..models import CreateSessionRequest, DeleteResult, SessionView
+from .auth import new_token, over_unix_socket
 from .manager import SessionManager
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,14 @@ class AccessModeRequest(BaseModel):
 
 class CredentialRequest(BaseModel):
     value: str
+
+
+class SendRequest(BaseModel):
+    text: str
+
+
+class TokenRequest(BaseModel):
+    name: str = "default"
 
 
 class ErrorBody(BaseModel):
@@ -112,6 +124,14 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = f"invalid request: {where}: {first.get('msg', 'invalid')}"
         return JSONResponse({"code": "invalid_request", "message": message}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)},
+            status_code=exc.status_code,
+        )
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, exc: Exception) -> JSONResponse:
@@ -193,6 +213,17 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
     async def set_access_mode(name: str, req: AccessModeRequest) -> Any:
         return await manager.set_access_mode(name, req.access_mode)
 
+    @app.post("/api/sessions/{name}/send")
+    async def send_message(name: str, req: SendRequest) -> dict[str, str]:
+        await manager.send(name, req.text)
+        return {"status": "sent"}
+
+    @app.get("/api/sessions/{name}/screen")
+    async def screen(name: str) -> dict[str, Any]:
+        snapshot = (await manager.console(name)).snapshot()
+        snapshot["data"] = base64.b64encode(snapshot["data"]).decode()
+        return snapshot
+
     @app.get("/api/sessions/{name}/attach")
     async def attach_session(name: str) -> dict[str, Any]:
         return await manager.attach_info(name)
@@ -273,4 +304,112 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
 
         return StreamingResponse(body(), media_type=NDJSON)
 
+    # --- tokens (made and revoked only over the Unix socket) ------------------------------
+
+    def _local_only(request: Request) -> None:
+        if not over_unix_socket(request.scope):
+            raise ClauderonError(
+                "tokens are managed over the Unix socket only", code="forbidden", status=403
+            )
+
+    @app.post("/api/tokens", status_code=201)
+    async def create_token(req: TokenRequest, request: Request) -> dict[str, str]:
+        _local_only(request)
+        token_id, token = new_token(manager.store, req.name)
+        return {"id": token_id, "name": req.name, "token": token}
+
+    @app.get("/api/tokens")
+    async def list_tokens(request: Request) -> list[dict[str, str]]:
+        _local_only(request)
+        return manager.store.list_tokens()
+
+    @app.delete("/api/tokens/{token_id}")
+    async def revoke_token(token_id: str, request: Request) -> dict[str, str]:
+        _local_only(request)
+        if not manager.store.delete_token(token_id):
+            raise ClauderonError(f"no token with id {token_id!r}", code="not_found", status=404)
+        return {"id": token_id, "status": "revoked"}
+
+    # --- WebSockets ---------------------------------------------------------------------
+
+    @app.websocket("/ws/events")
+    async def events_ws(ws: WebSocket) -> None:
+        """Every session event as it happens, so a front end never polls."""
+        await ws.accept()
+        queue = manager.events.subscribe()
+        try:
+            await ws.send_json({"type": "connected"})
+            while True:
+                await ws.send_json(jsonable_encoder(await queue.get()))
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            manager.events.unsubscribe(queue)
+
+    @app.websocket("/ws/console/{name}")
+    async def console_ws(ws: WebSocket, name: str) -> None:
+        """The agent's terminal: a snapshot, then output; input, resize and signals in."""
+        await ws.accept()
+        try:
+            console = await manager.console(name)
+        except ClauderonError as exc:
+            await ws.send_json({"type": "error", **exc.to_json()})
+            await ws.close(code=4404 if exc.status == 404 else 4409)
+            return
+        queue = console.subscribe()
+        snapshot = console.snapshot()
+        snapshot["data"] = base64.b64encode(snapshot["data"]).decode()
+        await ws.send_json({"type": "snapshot", **snapshot})
+
+        async def output() -> None:
+            while True:
+                data = await queue.get()
+                if data is None:
+                    await ws.send_json({"type": "exit"})
+                    return
+                await ws.send_json({"type": "output", "data": base64.b64encode(data).decode()})
+
+        async def commands() -> None:
+            while True:
+                message = await ws.receive_json()
+                try:
+                    await _console_command(console, message)
+                except (ValueError, KeyError, TypeError, ConnectionError) as exc:
+                    await ws.send_json(
+                        {"type": "error", "code": "invalid_message", "message": str(exc)}
+                    )
+
+        tasks = [asyncio.create_task(output()), asyncio.create_task(commands())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            console.unsubscribe(queue)  # detaching never touches the agent
+            with contextlib.suppress(RuntimeError):
+                await ws.close()
+
     return app
+
+
+async def _console_command(console: Any, message: dict[str, Any]) -> None:
+    kind = message.get("type")
+    if kind == "input":
+        data = (
+            base64.b64decode(message["data_b64"])
+            if "data_b64" in message
+            else str(message["data"]).encode()
+        )
+        await console.write(data)
+    elif kind == "resize":
+        rows, cols = int(message["rows"]), int(message["cols"])
+        if not (2 <= rows <= 500 and 10 <= cols <= 1000):
+            raise ValueError("rows must be 2 to 500 and cols 10 to 1000")
+        await console.resize(rows, cols)
+    elif kind == "signal":
+        await console.signal(str(message["signal"]))
+    elif kind == "send":
+        await console.send_message(str(message["text"]))
+    else:
+        raise ValueError(f"unknown message type {kind!r}: input, resize, signal or send")

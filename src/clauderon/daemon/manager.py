@@ -16,6 +16,7 @@ import secrets
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ from ..paths import Paths
 from ..proxy.server import CredentialProxy
 from ..store import Store
 from .blocking import blocking
+from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
 from .status import effective_status, status_from_report
@@ -74,6 +76,18 @@ MAX_PROMPT_BYTES = 100_000  # an argv string is capped at 128 KiB by the kernel
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 CREATE_STEPS = 5
+# Delays before each attempt to recreate a missing container, then the daemon gives up.
+RECONCILE_BACKOFF = (30.0, 120.0, 300.0)
+WORKTREE_MISSING = (
+    "its worktree is missing (nothing was deleted; restore it, or delete the session)"
+)
+
+
+def reconcile_due(attempts: int, last: datetime, now: datetime) -> bool:
+    """Whether the periodic reconcile should try again to recreate a missing container."""
+    if attempts >= len(RECONCILE_BACKOFF):
+        return False
+    return (now - last).total_seconds() >= RECONCILE_BACKOFF[attempts]
 
 
 class Rollback:
@@ -119,6 +133,7 @@ class SessionManager:
         self.uid, self.gid = os.getuid(), os.getgid()
         (paths.home / "gitignore").write_text(git.AGENT_HOME_EXCLUDES)
         install_report_script(paths.hooks)
+        self.consoles = ConsoleManager(backend)
         directory.on_report = self._on_agent_report
         directory.on_model_calls = self._on_model_calls
 
@@ -612,6 +627,7 @@ class SessionManager:
                 status=409,
             )
         name = container_name(session.name)
+        self.consoles.forget(session.name)
         await blocking(self.backend.remove, name)
         session.container = name
         await self._start_container(session, agent, provided)
@@ -629,6 +645,7 @@ class SessionManager:
             self._require(session, SessionStatus.RUNNING, SessionStatus.STOPPED)
             if session.container:
                 await blocking(self.backend.stop, session.container)
+            self.consoles.forget(name)
             session.status = SessionStatus.STOPPED
             return self._save(session, "session_stopped")
 
@@ -658,6 +675,7 @@ class SessionManager:
             )
             if session.container:
                 await blocking(self.backend.remove, session.container)
+            self.consoles.forget(name)
             session.container = None
             session.status = SessionStatus.ARCHIVED
             return self._save(session, "session_archived")
@@ -700,6 +718,7 @@ class SessionManager:
             saved_ref = await blocking(self._secure_work, session, force)
             session.status = SessionStatus.DELETING
             self._save(session, "session_deleting")
+            self.consoles.forget(name)
             try:
                 await blocking(self.backend.remove, container_name(session.name))
                 await blocking(self._remove_files, session)
@@ -754,6 +773,32 @@ class SessionManager:
             shutil.rmtree(session.worktree)
         shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
         shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
+
+    # --- consoles -------------------------------------------------------------------
+
+    async def console(self, name: str) -> Console:
+        """The agent's terminal, shared by every viewer (attached on first use)."""
+        session = self._get(name)
+        if session.status != SessionStatus.RUNNING or not session.container:
+            raise Conflict(
+                f"session {name!r} is {session.status.value}: `clauderon start {name}` first"
+            )
+        status = await blocking(self.backend.inspect, session.container)
+        if status is None or status.state != "running":
+            raise Conflict(
+                f"the agent of {name!r} is not running (its container is "
+                f"{status.state if status else 'missing'})"
+            )
+        return await self.consoles.open(name, session.container)
+
+    async def send(self, name: str, text: str) -> None:
+        if not text.strip():
+            raise InvalidInput("the message is empty")
+        if "\x00" in text:
+            raise InvalidInput("the message contains a NUL byte")
+        console = await self.console(name)
+        await console.send_message(text)
+        self.store.add_event(self._get(name), "message_sent", {"length": len(text)})
 
     # --- attach and logs ------------------------------------------------------------
 
@@ -832,10 +877,19 @@ class SessionManager:
             removed.append(volume.name)
         return {"removed": removed, "kept": kept}
 
-    async def reconcile(self, remove_orphans: bool, progress: Progress) -> dict[str, Any]:
+    async def reconcile(
+        self, remove_orphans: bool, progress: Progress, manual: bool = True
+    ) -> dict[str, Any]:
+        """Make the store, the containers and the worktrees agree, as far as is safe.
+
+        A manual pass (`clauderon reconcile`) recreates a missing container at once; the
+        daemon's periodic pass backs off (30 s, 2 min, 5 min) and then gives up with a
+        visible error. Worktrees are never deleted here."""
         report: dict[str, list[Any]] = {
             "recreated": [],
             "failed": [],
+            "gave_up": [],
+            "adopted": [],
             "missing_worktrees": [],
             "orphan_containers": [],
             "removed_orphans": [],
@@ -844,24 +898,40 @@ class SessionManager:
         }
         containers = await blocking(self.backend.inspect_all, self._labels())
         sessions = self.store.list_sessions()
-        owned = {container_name(s.name) for s in sessions}
+        by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
+        owned = set()
         for session in sessions:
+            found = by_id.get(session.id)
+            if found is not None:
+                owned.add(found.name)
             if session.status == SessionStatus.CREATING and session.name not in self._locks_held():
                 # A creation that never finished (the daemon died): undo it.
                 await self._rollback_stale_creation(session)
                 report["rolled_back"].append(session.name)
                 continue
+            if session.name in self._locks_held():
+                continue  # an operation is under way on it
             if not Path(session.worktree).is_dir():
+                if session.error != WORKTREE_MISSING:
+                    session.error = WORKTREE_MISSING
+                    self._save(session, "worktree_missing")
                 report["missing_worktrees"].append(session.name)
                 continue
-            if session.status == SessionStatus.RUNNING and session.container not in containers:
-                try:
-                    async with self._lock(session.name):
-                        await self._recreate(session, progress)
-                        self._save(session, "session_recreated")
-                    report["recreated"].append(session.name)
-                except ClauderonError as exc:
-                    report["failed"].append({"session": session.name, "error": exc.message})
+            if found is not None and session.status in (
+                SessionStatus.RUNNING,
+                SessionStatus.STOPPED,
+            ):
+                if session.container != found.name or (
+                    session.status == SessionStatus.STOPPED and found.state == "running"
+                ):  # its container lives on: take it back
+                    session.container = found.name
+                    if found.state == "running":
+                        session.status = SessionStatus.RUNNING
+                    self._save(session, "session_adopted")
+                    report["adopted"].append(session.name)
+                continue
+            if session.status == SessionStatus.RUNNING and found is None:
+                await self._recover(session, progress, manual, report)
         for name in containers:
             if name not in owned:
                 report["orphan_containers"].append(name)
@@ -874,6 +944,57 @@ class SessionManager:
                 str(p) for p in self.paths.worktrees.iterdir() if p.name not in known
             )
         return report
+
+    async def _recover(
+        self, session: Session, progress: Progress, manual: bool, report: dict[str, list[Any]]
+    ) -> None:
+        """Recreate the missing container of a session that should run."""
+        now = utcnow()
+        if not manual:
+            if session.last_reconcile_at is None:
+                session.last_reconcile_at = now  # first seen missing: the clock starts
+                self.store.save_session(session)
+                return
+            if not reconcile_due(session.reconcile_attempts, session.last_reconcile_at, now):
+                return
+        try:
+            async with self._lock(session.name):
+                await self._recreate(session, progress)
+                session.reconcile_attempts, session.last_reconcile_at = 0, None
+                session.error = None
+                self._save(session, "session_recreated")
+            report["recreated"].append(session.name)
+        except ClauderonError as exc:
+            session.reconcile_attempts += 1
+            session.last_reconcile_at = now
+            session.error = exc.message
+            if session.reconcile_attempts >= len(RECONCILE_BACKOFF) and not manual:
+                session.status = SessionStatus.FAILED
+                session.error = (
+                    f"gave up recreating its container after "
+                    f"{session.reconcile_attempts} attempts: {exc.message}"
+                )
+                report["gave_up"].append(session.name)
+            self._save(session, "session_recreate_failed", error=exc.message)
+            report["failed"].append({"session": session.name, "error": exc.message})
+
+    async def reconcile_forever(self, interval: float) -> None:
+        """The daemon's own reconcile, every `interval` seconds, for as long as it runs."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                report = await self.reconcile(False, lambda *_: None, manual=False)
+                changed = {
+                    k: v
+                    for k, v in report.items()
+                    if v and k not in ("orphan_containers", "orphan_worktrees")
+                }
+                if changed:
+                    log.info("reconcile: %s", changed)
+            except ClauderonError as exc:
+                log.warning("reconcile skipped: %s", exc.message)
+            except Exception:
+                log.exception("reconcile failed")
 
     async def startup(self) -> None:
         """Finish what a previous daemon left half done (it died or was killed), and bring

@@ -25,11 +25,13 @@ from ..proxy.policy import Policy
 from ..proxy.server import CredentialProxy
 from ..store import Store
 from .api import create_app
+from .auth import TokenGate, is_loopback
 from .directory import ProxySessions
 from .events import EventBus
 from .manager import SessionManager
 
 log = logging.getLogger("clauderon.daemon")
+RECONCILE_INTERVAL = float(os.environ.get("CLAUDERON_RECONCILE_INTERVAL", "30"))
 
 
 def acquire_daemon_lock(paths: Paths) -> IO[str] | None:
@@ -84,7 +86,34 @@ def bind_private_socket(path: Path) -> socket.socket:
     return sock
 
 
-def run_daemon(paths: Paths) -> int:
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClauderonError(
+            f"invalid --listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:3030",
+            code="invalid_input",
+            status=400,
+        )
+    return host, int(port)
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ClauderonError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", code="listen_failed", status=500
+        ) from None
+    return sock
+
+
+def run_daemon(paths: Paths, listen: str | None = None) -> int:
+    tcp = parse_listen(listen) if listen else None
     paths.ensure()
     lock = acquire_daemon_lock(paths)
     if lock is None:
@@ -95,14 +124,14 @@ def run_daemon(paths: Paths) -> int:
         )
     setup_logging(paths)
     try:
-        return asyncio.run(_serve(paths))
+        return asyncio.run(_serve(paths, tcp))
     finally:
         with contextlib.suppress(FileNotFoundError):
             paths.socket.unlink()
         lock.close()
 
 
-async def _serve(paths: Paths) -> int:
+async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     config = load_config(paths.config)
     ca_cert, confdir = ensure_ca(paths.home)
     store = Store(paths.db)
@@ -120,18 +149,25 @@ async def _serve(paths: Paths) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(manager, shutdown)
+    app = TokenGate(create_app(manager, shutdown), store)
     config = uvicorn.Config(
         app, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="off"
     )
     server = uvicorn.Server(config)
-    sock = bind_private_socket(paths.socket)
+    sockets = [bind_private_socket(paths.socket)]
+    if tcp is not None:
+        sockets.append(bind_tcp(*tcp))
+        gate = "no token needed (loopback)" if is_loopback(tcp[0]) else "tokens required"
+        log.info("also listening on %s:%s (%s)", tcp[0], tcp[1], gate)
     log.info("daemon %s serving on %s", os.getpid(), paths.socket)
     try:
         await manager.startup()
     except ClauderonError as exc:  # e.g. Docker down: serve anyway, commands will say so
         log.warning("startup reconcile skipped: %s", exc.message)
-    await server.serve(sockets=[sock])  # uvicorn turns SIGTERM/SIGINT into a graceful stop
+    reconciler = asyncio.create_task(manager.reconcile_forever(RECONCILE_INTERVAL))
+    await server.serve(sockets=sockets)  # uvicorn turns SIGTERM/SIGINT into a graceful stop
+    reconciler.cancel()
+    manager.consoles.close_all()
     await proxy.stop()
     store.close()
     log.info("daemon stopped")
