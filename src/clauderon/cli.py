@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import click
 import typer
 
 from . import __version__
@@ -66,6 +67,12 @@ def _age(timestamp: str) -> str:
 
 def _run_with_progress(method: str, path: str, **kwargs: Any) -> Any:
     """Call a long operation, showing its progress on stderr; return its result."""
+    if not sys.stderr.isatty():  # scripts get the result only (and skip importing rich)
+        result = None
+        for event in client().stream(method, path, **kwargs):
+            if event["type"] == "result":
+                result = event["result"]
+        return result
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
 
@@ -78,7 +85,6 @@ def _run_with_progress(method: str, path: str, **kwargs: Any) -> Any:
         DownloadColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
     ) as bar:
         task = bar.add_task("Starting", total=None)
         for event in client().stream(method, path, **kwargs):
@@ -623,7 +629,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err("clauderon: interrupted")
         sys.exit(130)
-    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+    except click.ClickException as exc:  # usage errors
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         code = getattr(exc, "exit_code", 1)
         ctx = getattr(exc, "ctx", None)

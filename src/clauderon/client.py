@@ -1,51 +1,72 @@
-"""The daemon's client: HTTP over the Unix socket, starting the daemon when it is not up."""
+"""The daemon's client: HTTP over the Unix socket, starting the daemon when it is not up.
+
+Built on the standard library's `http.client` rather than httpx: importing httpx alone
+cost ~75 ms of every CLI command (measured, see docs/benchmarks.md), and `clauderon list`
+has a 200 ms budget. The protocol is small: JSON requests, JSON or JSON-lines answers.
+"""
 
 from __future__ import annotations
 
 import fcntl
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from typing import Any
-
-import httpx
+from urllib.parse import urlencode
 
 from .errors import ClauderonError, DaemonUnavailable
 from .paths import Paths
 
 START_TIMEOUT = 15.0
-REQUEST_TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=5.0)
+CONNECT_TIMEOUT = 5.0
 
 
-def _raise_for(response: httpx.Response) -> None:
-    if response.is_success:
-        return
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None = None):
+        super().__init__("clauderon", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT)
+        sock.connect(self.socket_path)
+        sock.settimeout(self.timeout)
+        self.sock = sock
+
+
+def _error_from(status: int, body: bytes) -> ClauderonError:
     try:
-        body = response.json()
-        raise ClauderonError(body["message"], code=body.get("code"), status=response.status_code)
+        data = json.loads(body)
+        return ClauderonError(data["message"], code=data.get("code"), status=status)
     except (ValueError, KeyError, TypeError):
-        raise ClauderonError(
-            f"daemon answered {response.status_code}: {response.text[:200]}",
-            status=response.status_code,
-        ) from None
+        text = body.decode(errors="replace")[:200]
+        return ClauderonError(f"daemon answered {status}: {text}", status=status)
+
+
+def _query(params: dict[str, Any] | None) -> str:
+    if not params:
+        return ""
+    encoded = {
+        k: ("true" if v is True else "false" if v is False else v)
+        for k, v in params.items()
+        if v is not None
+    }
+    return "?" + urlencode(encoded)
 
 
 class Client:
     def __init__(self, paths: Paths | None = None, autostart: bool = True):
         self.paths = paths or Paths.from_env()
         self.autostart = autostart
-        self._http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(self.paths.socket)),
-            base_url="http://clauderon",
-            timeout=REQUEST_TIMEOUT,
-        )
-        self._ready = False
+        self._started = False
 
     def close(self) -> None:
-        self._http.close()
+        pass  # one connection per request: nothing is kept open
 
     def __enter__(self) -> Client:
         return self
@@ -53,23 +74,28 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    def _open(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        timeout: float | None,
+    ) -> http.client.HTTPResponse:
+        conn = UnixHTTPConnection(str(self.paths.socket), timeout=timeout)
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"content-type": "application/json"} if payload is not None else {}
+        conn.request(method, path + _query(params), body=payload, headers=headers)
+        return conn.getresponse()
+
     # --- daemon lifecycle -------------------------------------------------------------
 
     def ping(self) -> dict[str, Any] | None:
         try:
-            response = self._http.get("/api/health", timeout=2.0)
-            return response.json() if response.is_success else None
-        except (httpx.TransportError, ValueError):
+            response = self._open("GET", "/api/health", None, None, timeout=2.0)
+            return json.loads(response.read()) if response.status == 200 else None
+        except (OSError, http.client.HTTPException, ValueError):
             return None
-
-    def ensure_daemon(self) -> None:
-        if self._ready:
-            return
-        if self.ping() is None:
-            if not self.autostart:
-                raise DaemonUnavailable("the clauderon daemon is not running")
-            self._start_daemon()
-        self._ready = True
 
     def _start_daemon(self) -> None:
         self.paths.ensure()
@@ -102,43 +128,77 @@ class Client:
                 f"see {self.paths.logs / 'daemon.log'}"
             )
 
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        timeout: float | None,
+    ) -> http.client.HTTPResponse:
+        """Send, starting the daemon first if nothing answers on the socket."""
+        try:
+            return self._open(method, path, params, body, timeout)
+        except (FileNotFoundError, ConnectionRefusedError):
+            if not self.autostart or self._started:
+                raise DaemonUnavailable("the clauderon daemon is not running") from None
+        self._started = True
+        self._start_daemon()
+        try:
+            return self._open(method, path, params, body, timeout)
+        except OSError as exc:
+            raise DaemonUnavailable(f"cannot reach the daemon: {exc}") from exc
+
     # --- requests ---------------------------------------------------------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        self.ensure_daemon()
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+            response = self._send(method, path, params, json, timeout)
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
             raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
-        _raise_for(response)
-        return response.json() if response.content else None
+        if response.status >= 400:
+            raise _error_from(response.status, data)
+        return _loads(data)
 
-    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def stream(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> Iterator[dict[str, Any]]:
         """JSON lines of a long operation; raises the operation's error in-band."""
-        self.ensure_daemon()
-        params = {**kwargs.pop("params", {}), "stream": "true"}
         try:
-            with self._http.stream(method, path, params=params, **kwargs) as response:
-                if not response.is_success:
-                    response.read()
-                    _raise_for(response)
-                for line in response.iter_lines():
-                    if not line:
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "error":
-                        raise ClauderonError(event["message"], code=event.get("code"))
-                    yield event
-        except httpx.TransportError as exc:
+            response = self._send(method, path, {**(params or {}), "stream": True}, json, None)
+            if response.status >= 400:
+                raise _error_from(response.status, response.read())
+            for line in response:
+                if not line.strip():
+                    continue
+                event = _loads(line)
+                if event.get("type") == "error":
+                    raise ClauderonError(event["message"], code=event.get("code"))
+                yield event
+        except (OSError, http.client.HTTPException) as exc:
             raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
 
-    def stream_bytes(self, method: str, path: str, **kwargs: Any) -> Iterator[bytes]:
-        self.ensure_daemon()
+    def stream_bytes(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None
+    ) -> Iterator[bytes]:
         try:
-            with self._http.stream(method, path, **kwargs) as response:
-                if not response.is_success:
-                    response.read()
-                    _raise_for(response)
-                yield from response.iter_raw()
-        except httpx.TransportError as exc:
+            response = self._send(method, path, params, None, None)
+            if response.status >= 400:
+                raise _error_from(response.status, response.read())
+            while chunk := response.read1(65536):
+                yield chunk
+        except (OSError, http.client.HTTPException) as exc:
             raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
+
+
+def _loads(data: bytes) -> Any:
+    return json.loads(data) if data.strip() else None

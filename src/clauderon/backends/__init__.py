@@ -91,5 +91,8 @@ class Backend(Protocol):
     def network_gateway(self) -> str:
         """The host address containers reach (`host.docker.internal`), the only one."""
 
+    def remove_network(self) -> None:
+        """Remove the sessions network (and its host rules); only when nothing uses it."""
+
     def restrict_host_access(self, allowed_ports: list[int]) -> str | None:
         """Let containers reach only these host ports; say why not when it cannot."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -81,6 +82,7 @@ class DockerBackend:
         self._client = client
         self._lock = threading.Lock()
         self._network_gateway: str | None = None
+        self._volumes: set[str] = set()  # cache volumes known to exist
 
     # --- connection -----------------------------------------------------------------
 
@@ -315,22 +317,28 @@ class DockerBackend:
     def remove_network(self) -> None:
         """Remove the sessions network and its firewall rules (tests, uninstall)."""
         iptables = shutil.which("iptables") or "/usr/sbin/iptables"
-        listing = subprocess.run(
-            [iptables, "-S", "INPUT"], capture_output=True, text=True, check=False
-        )
-        for line in listing.stdout.splitlines():
-            if f"clauderon:{self.instance}" in line and line.startswith("-A "):
-                subprocess.run(
-                    [iptables, "-D", *line.split()[1:]], capture_output=True, check=False
-                )
+        with contextlib.suppress(OSError):
+            listing = subprocess.run(
+                [iptables, "-S", "INPUT"], capture_output=True, text=True, check=False
+            )
+            for line in listing.stdout.splitlines():
+                if f"clauderon:{self.instance}" in line and line.startswith("-A "):
+                    subprocess.run(
+                        [iptables, "-D", *shlex.split(line)[1:]],
+                        capture_output=True,
+                        check=False,
+                    )
         with contextlib.suppress(docker.errors.NotFound):
             self._call(self.client.networks.get, self.network_name).remove()
         self._network_gateway = None
 
     def ensure_volume(self, name: str, owner: str, image: str) -> None:
         """Create a shared cache volume once, owned by the user the containers run as."""
+        if name in self._volumes:
+            return
         try:
             self._call(self.client.volumes.get, name)
+            self._volumes.add(name)
             return
         except docker.errors.NotFound:
             pass
@@ -383,6 +391,7 @@ class DockerBackend:
         return result
 
     def remove_volume(self, name: str) -> None:
+        self._volumes.discard(name)
         with contextlib.suppress(docker.errors.NotFound):
             self._call(self.client.volumes.get, name).remove()
 

@@ -167,7 +167,7 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
 
         async def create(progress: Progress) -> SessionView:
             session = await manager.create(req, progress)
-            view = await manager.get(session.name)
+            view = manager.created_view(session)
             view.warnings = manager.warnings_for(session)
             return view
 

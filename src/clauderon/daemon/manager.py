@@ -236,6 +236,16 @@ class SessionManager:
                 )
             await self.proxy.start(gateway)
 
+    async def release_network_if_unused(self) -> None:
+        """On shutdown, remove the sessions network when no session has a container (each
+        home has one; left behind they would use up the engine's address pools)."""
+        if any(s.container for s in self.store.list_sessions()):
+            return
+        try:
+            await blocking(self.backend.remove_network)
+        except Exception as exc:  # the engine may be down; the next start copes
+            log.info("sessions network left in place: %s", exc)
+
     def _credential_env_names(self) -> set[str]:
         return {env for rule in self.proxy.policy.rules for env in rule.env}
 
@@ -329,6 +339,13 @@ class SessionManager:
                 session.agent_status, session.status, status, calls, transcript
             )
         return view
+
+    def created_view(self, session: Session) -> SessionView:
+        """The view of a session whose container was just started (no engine round trip)."""
+        assert session.container is not None
+        return self.view(
+            session, {session.container: ContainerStatus(session.container, "running")}
+        )
 
     async def _containers(self) -> dict[str, ContainerStatus] | None:
         try:

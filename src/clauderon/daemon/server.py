@@ -169,6 +169,7 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     reconciler.cancel()
     manager.consoles.close_all()
     await proxy.stop()
+    await manager.release_network_if_unused()
     store.close()
     log.info("daemon stopped")
     return 0
