@@ -19,7 +19,6 @@ CLEAN_EXITS = frozenset({0, 130, 137, 143})
 INTERRUPTED = "[Request interrupted by user"
 
 _CLAUDE_EVENTS = {
-    "SessionStart": AgentStatus.WAITING_INPUT,
     "UserPromptSubmit": AgentStatus.WORKING,
     "PreToolUse": AgentStatus.WORKING,
     "PostToolUse": AgentStatus.WORKING,
@@ -37,6 +36,10 @@ _CODEX_NOTIFICATIONS = {"agent-turn-complete": AgentStatus.WAITING_INPUT}
 def status_from_report(agent: str, event: str, payload: dict[str, Any]) -> AgentStatus | None:
     """Map an agent's hook report to a status; None for reports that say nothing new."""
     if agent == "claude":
+        if event == "SessionStart":
+            # A fresh start submits the prompt next; a resumed one waits for the user.
+            resumed = payload.get("source") == "resume"
+            return AgentStatus.WAITING_INPUT if resumed else None
         if event == "Notification":
             return _CLAUDE_NOTIFICATIONS.get(str(payload.get("notification_type")))
         return _CLAUDE_EVENTS.get(event)

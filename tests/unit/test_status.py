@@ -1,0 +1,134 @@
+from datetime import UTC, datetime, timedelta
+
+import pyte
+import pytest
+
+from clauderon.backends import ContainerStatus
+from clauderon.daemon.auth import is_loopback
+from clauderon.daemon.console import render
+from clauderon.daemon.manager import reconcile_due
+from clauderon.daemon.status import effective_status, status_from_report, was_interrupted
+from clauderon.models import AgentStatus, SessionStatus
+
+RUNNING = ContainerStatus("c", "running")
+
+
+@pytest.mark.parametrize(
+    ("agent", "event", "payload", "status"),
+    [
+        ("claude", "SessionStart", {"source": "startup"}, None),
+        ("claude", "SessionStart", {"source": "resume"}, AgentStatus.WAITING_INPUT),
+        ("claude", "UserPromptSubmit", {}, AgentStatus.WORKING),
+        ("claude", "PreToolUse", {"tool_name": "Bash"}, AgentStatus.WORKING),
+        ("claude", "PermissionRequest", {}, AgentStatus.WAITING_APPROVAL),
+        (
+            "claude",
+            "Notification",
+            {"notification_type": "permission_prompt"},
+            AgentStatus.WAITING_APPROVAL,
+        ),
+        ("claude", "Notification", {"notification_type": "idle_prompt"}, AgentStatus.IDLE),
+        ("claude", "Notification", {"notification_type": "auth_success"}, None),
+        ("claude", "Stop", {}, AgentStatus.WAITING_INPUT),
+        ("claude", "SessionEnd", {}, AgentStatus.EXITED),
+        ("claude", "Bogus", {}, None),
+        ("codex", "notify", {"type": "agent-turn-complete"}, AgentStatus.WAITING_INPUT),
+        ("codex", "notify", {"type": "other"}, None),
+        ("gemini", "Stop", {}, None),
+    ],
+)
+def test_reports(agent, event, payload, status):
+    assert status_from_report(agent, event, payload) == status
+
+
+def test_a_stopped_agent_is_never_working():
+    working = AgentStatus.WORKING
+    run = SessionStatus.RUNNING
+    assert (
+        effective_status(working, run, ContainerStatus("c", "exited", 0), 0, None)
+        == AgentStatus.EXITED
+    )
+    assert (
+        effective_status(working, run, ContainerStatus("c", "exited", 143), 0, None)
+        == AgentStatus.EXITED
+    )
+    assert (
+        effective_status(working, run, ContainerStatus("c", "exited", 1), 0, None)
+        == AgentStatus.ERROR
+    )
+    assert (
+        effective_status(working, run, ContainerStatus("c", "dead", 137), 1, None)
+        == AgentStatus.EXITED
+    )
+    assert effective_status(working, run, None, 0, None) == AgentStatus.UNKNOWN
+    assert (
+        effective_status(working, run, ContainerStatus("c", "restarting"), 0, None)
+        == AgentStatus.UNKNOWN
+    )
+
+
+def test_model_calls_in_flight_mean_working():
+    assert (
+        effective_status(AgentStatus.WAITING_INPUT, SessionStatus.RUNNING, RUNNING, 1, None)
+        == AgentStatus.WORKING
+    )
+
+
+def test_an_interrupted_turn_waits_for_input(tmp_path):
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text('{"a":1}\n{"message":{"content":"[Request interrupted by user]"}}\n')
+    assert was_interrupted(transcript)
+    assert (
+        effective_status(AgentStatus.WORKING, SessionStatus.RUNNING, RUNNING, 0, transcript)
+        == AgentStatus.WAITING_INPUT
+    )
+    transcript.write_text('{"message":{"content":"[Request interrupted by user]"}}\n{"b":2}\n')
+    assert not was_interrupted(transcript)
+    assert not was_interrupted(tmp_path / "missing.jsonl")
+
+
+def test_archived_and_creating():
+    assert (
+        effective_status(AgentStatus.WORKING, SessionStatus.ARCHIVED, None, 0, None)
+        == AgentStatus.EXITED
+    )
+    assert (
+        effective_status(AgentStatus.WORKING, SessionStatus.CREATING, None, 0, None)
+        == AgentStatus.UNKNOWN
+    )
+
+
+def test_reconcile_backs_off_then_gives_up():
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert not reconcile_due(0, start, start + timedelta(seconds=29))
+    assert reconcile_due(0, start, start + timedelta(seconds=30))
+    assert not reconcile_due(1, start, start + timedelta(seconds=119))
+    assert reconcile_due(1, start, start + timedelta(seconds=120))
+    assert reconcile_due(2, start, start + timedelta(seconds=300))
+    assert not reconcile_due(3, start, start + timedelta(days=1))
+
+
+def test_render_redraws_the_screen():
+    screen = pyte.Screen(20, 3)
+    stream = pyte.ByteStream(screen)
+    stream.feed(b"\x1b[31;1mred\x1b[0m plain\r\n\x1b[38;2;1;2;3mrgb\x1b[0m")
+    again = pyte.Screen(20, 3)
+    pyte.ByteStream(again).feed(render(screen))
+    assert again.display == screen.display
+    assert again.buffer[0][0].fg == "red" and again.buffer[0][0].bold
+    assert again.buffer[1][0].fg == "010203"
+    assert (again.cursor.x, again.cursor.y) == (screen.cursor.x, screen.cursor.y)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("192.168.1.5", False),
+    ],
+)
+def test_loopback(host, loopback):
+    assert is_loopback(host) is loopback
