@@ -127,6 +127,8 @@ def test_codex_carries_out_the_prompt(clauderon, repo):
                 git("log", "--format=%s", "-1", session["branch"], cwd=repo) == "codex: add hello"
             )
         )
+        # Codex reports the finished turn through its notification hook.
+        wait_for(lambda: clauderon.sessions()[0]["agent_status"] == "waiting_input")
         clauderon.run("stop", session["name"])
         clauderon.run("start", session["name"])
         container = clauderon.container(session)

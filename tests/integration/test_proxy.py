@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -378,3 +379,25 @@ def test_daemon_env_is_not_the_users_shell(clauderon):
     # Guard for the tests themselves: nothing from the machine's environment leaks in.
     assert not any(k.startswith("ANTHROPIC_") for k in clauderon.env)
     assert os.environ.get("CLAUDERON_HOME") != str(clauderon.home)
+
+
+def test_a_missing_ca_directory_is_rebuilt(clauderon, repo, upstream):
+    clauderon.configure(routed_config(upstream), ANTHROPIC_API_KEY=ANTHROPIC_KEY)
+    clauderon.run("list")
+    cert = (clauderon.home / "proxy-ca.pem").read_bytes()
+    clauderon.run("daemon", "stop")
+    shutil.rmtree(clauderon.home / "proxy")  # mitmproxy's copy of the CA
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+    assert (clauderon.home / "proxy-ca.pem").read_bytes() == cert  # the same CA
+    code, out = curl(clauderon.container(session), "https://registry.npmjs.org/probe/ca")
+    assert code == 0 and "ok GET /probe/ca" in out
+    # With the CA itself gone, a new one is made, and new sessions trust it.
+    clauderon.run("delete", "--force", session["name"])
+    clauderon.run("daemon", "stop")
+    for name in ("proxy-ca.pem", "proxy-ca-key.pem"):
+        (clauderon.home / name).unlink()
+    shutil.rmtree(clauderon.home / "proxy")
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+    assert (clauderon.home / "proxy-ca.pem").read_bytes() != cert
+    code, out = curl(clauderon.container(session), "https://registry.npmjs.org/probe/ca2")
+    assert code == 0 and "ok GET /probe/ca2" in out
