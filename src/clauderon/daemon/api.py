@@ -111,6 +111,8 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
         title="clauderon",
         version=__version__,
         description="Sessions of coding agents in isolated containers.",
+        docs_url=None,  # the schema is at /openapi.json; no UI that fetches assets
+        redoc_url=None,
         responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
     )
 
@@ -290,19 +292,6 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
     @app.post("/api/reconcile", response_model=None)
     async def reconcile(remove_orphans: bool = False, stream: bool = False) -> Any:
         return await _run(lambda progress: manager.reconcile(remove_orphans, progress), stream)
-
-    @app.get("/api/events", response_model=None)
-    async def events() -> StreamingResponse:
-        queue = manager.events.subscribe()
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                while True:
-                    yield _line(await queue.get())
-            finally:
-                manager.events.unsubscribe(queue)
-
-        return StreamingResponse(body(), media_type=NDJSON)
 
     # --- tokens (made and revoked only over the Unix socket) ------------------------------
 
