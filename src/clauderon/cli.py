@@ -239,15 +239,18 @@ def list_sessions(
 
 @app.command()
 def attach(name: str) -> None:
-    """Attach to a session's agent (detaching leaves it running)."""
-    info = client().request("GET", f"/api/sessions/{name}/attach")
-    if not sys.stdin.isatty():
-        raise ClauderonError("attach needs a terminal (stdin is not a TTY)")
-    err(f"Attached to {name}. Detach with {info['detach_keys']}: the agent keeps running.")
-    try:
-        os.execvp(info["command"][0], info["command"])
-    except FileNotFoundError:
-        raise ClauderonError("the docker CLI is needed to attach; install it") from None
+    """Attach this terminal to a session's agent (detaching leaves it running)."""
+    from .terminal import DETACH_HUMAN, run
+
+    client().request("GET", f"/api/sessions/{name}/attach")  # checks it, starts it if stopped
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise ClauderonError(
+            "attach needs a terminal (use `clauderon screen` or `clauderon send` from scripts)"
+        )
+    err(f"Attached to {name}. Detach with {DETACH_HUMAN}: the agent keeps running.")
+    with client().websocket(f"/ws/console/{name}") as ws:
+        outcome = run(ws)
+    err(f"\r\nclauderon: {outcome}.")
 
 
 @app.command()

@@ -199,6 +199,16 @@ class Client:
         except (OSError, http.client.HTTPException) as exc:
             raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
 
+    def websocket(self, path: str) -> Any:
+        """A WebSocket to the daemon over its socket (starting the daemon if needed)."""
+        from websockets.sync.client import unix_connect
+
+        if self.ping() is None:
+            self.request("GET", "/api/health")  # starts the daemon
+        return unix_connect(
+            str(self.paths.socket), uri=f"ws://clauderon{path}", open_timeout=15, max_size=None
+        )
+
 
 def _loads(data: bytes) -> Any:
     return json.loads(data) if data.strip() else None

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 import urllib.error
 import urllib.request
 
+import pyte
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect, unix_connect
@@ -201,3 +208,54 @@ def test_tcp_needs_a_token_beyond_loopback(clauderon, tmp_path):
     finally:
         clauderon.run("daemon", "stop", check=False)
         daemon.wait(timeout=30)
+
+
+def test_attach_is_a_viewer_that_detaches_cleanly(clauderon, repo):
+    with FakeModelAPI([Text("Hi from the model.")], required_key=KEY) as api:
+        use_fake(clauderon, api)
+        session = clauderon.create(repo, "--image", AGENTS_IMAGE, prompt="attach to me")
+        api.wait_for(lambda r: r.json.get("tools"))
+        primary, secondary = pty.openpty()
+        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "clauderon", "attach", session["name"]],
+            env=clauderon.env,
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            start_new_session=True,
+        )
+        os.close(secondary)
+        screen = pyte.Screen(80, 24)  # what a user of this terminal would see
+        stream = pyte.ByteStream(screen)
+
+        def shown() -> str:
+            return "\n".join(screen.display)
+
+        def read_until(marker: str, timeout: float = 30) -> None:
+            deadline = time.monotonic() + timeout
+            while marker not in shown() and time.monotonic() < deadline:
+                ready, _, _ = select.select([primary], [], [], 0.5)
+                if ready:
+                    try:
+                        stream.feed(os.read(primary, 65536))
+                    except OSError:
+                        break
+            assert marker in shown(), shown()
+
+        try:
+            read_until("Detach with Ctrl-P Ctrl-Q")
+            read_until("\u276f")  # the agent's input prompt is drawn in this terminal
+            os.write(primary, b"typed through attach")
+            time.sleep(0.3)
+            os.write(primary, b"\r")
+            api.wait_for(lambda r: "typed through attach" in json.dumps(r.json), timeout=30)
+            os.write(primary, b"\x10\x11")  # Ctrl-P Ctrl-Q
+            read_until("detached; the agent keeps running")
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            os.close(primary)
+        assert clauderon.container(session).status == "running"
+        assert agent_status(clauderon, session["name"]) in ("waiting_input", "working")
