@@ -7,6 +7,7 @@ scripts/setup-docker.sh
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 scripts/build-images.sh
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+lint_dirs="src tests"; [ -d bench ] && lint_dirs="$lint_dirs bench"
+.venv/bin/ruff check $lint_dirs
+.venv/bin/ruff format --check $lint_dirs
 exec .venv/bin/python -m pytest "$@"
