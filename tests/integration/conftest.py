@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,34 @@ def repo(tmp_path: Path) -> Path:
     git("commit", "-qm", "feature work", cwd=root)
     git("checkout", "-q", "main", cwd=root)
     return root
+
+
+def wait_for(predicate, timeout: float = 90, interval: float = 0.25):
+    """Poll until `predicate()` is true (engine hiccups count as not yet); return its value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (docker.errors.DockerException, OSError):
+            last = None
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout:.0f}s (last: {last!r})")
+
+
+@pytest.fixture
+def big_repo(repo: Path) -> Path:
+    """Enough files that `git worktree add` takes a noticeable moment."""
+    for i in range(30):
+        folder = repo / "data" / f"d{i}"
+        folder.mkdir(parents=True)
+        for j in range(100):
+            (folder / f"f{j}.txt").write_text(f"{i}-{j}\n" * 200)
+    git("add", ".", cwd=repo)
+    git("commit", "-qm", "data", cwd=repo)
+    return repo
 
 
 def exec_in(

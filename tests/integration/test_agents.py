@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakeapi import FakeModelAPI, Text, ToolCall
 
-from .conftest import AGENTS_IMAGE, BASE_IMAGE, agent_running, exec_in, git
+from .conftest import AGENTS_IMAGE, BASE_IMAGE, agent_running, exec_in, git, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.agent]
 
@@ -37,16 +37,6 @@ CODEX_SCRIPT = [
     ),
     Text("Done."),
 ]
-
-
-def wait_for(predicate, timeout: float = 90, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def user_texts(request) -> list[str]:

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -137,19 +136,6 @@ def test_usage_errors_are_one_line(clauderon):
     assert result.stderr.strip().splitlines() == [
         "clauderon: error: Missing option '--repo' / '-r'. (see `clauderon create --help`)"
     ]
-
-
-@pytest.fixture
-def big_repo(repo: Path) -> Path:
-    """Enough files that `git worktree add` takes a noticeable moment."""
-    for i in range(40):
-        folder = repo / "data" / f"d{i}"
-        folder.mkdir(parents=True)
-        for j in range(100):
-            (folder / f"f{j}.txt").write_text(f"{i}-{j}\n" * 200)
-    git("add", ".", cwd=repo)
-    git("commit", "-qm", "data", cwd=repo)
-    return repo
 
 
 @pytest.mark.parametrize("delay", [0.4, 0.9, 1.5, 2.5])

@@ -24,7 +24,7 @@ from websockets.sync.client import connect, unix_connect
 
 from tests.fakeapi import FakeModelAPI, Text, ToolCall
 
-from .conftest import AGENTS_IMAGE, exec_in
+from .conftest import AGENTS_IMAGE, exec_in, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.agent]
 
@@ -39,17 +39,6 @@ def use_fake(clauderon, api: FakeModelAPI) -> None:
 
 def agent_status(clauderon, name: str) -> str:
     return next(s["agent_status"] for s in clauderon.sessions() if s["name"] == name)
-
-
-def wait_for(predicate, timeout: float = 90, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met in time (last: {last!r})")
 
 
 def ws_unix(clauderon, path: str):

@@ -37,18 +37,6 @@ def kill_daemon(clauderon) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def big_repo(repo: Path) -> Path:
-    for i in range(30):
-        folder = repo / "data" / f"d{i}"
-        folder.mkdir(parents=True)
-        for j in range(100):
-            (folder / f"f{j}.txt").write_text(f"{i}-{j}\n" * 200)
-    git("add", ".", cwd=repo)
-    git("commit", "-qm", "data", cwd=repo)
-    return repo
-
-
 def consistent(clauderon, repo: Path) -> dict:
     """After a restart, store, containers and worktrees agree: whole sessions or nothing."""
     clauderon.run("list")  # restarts the daemon, which finishes or undoes what was cut off

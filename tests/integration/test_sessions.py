@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import AGENTS_IMAGE, agent_running, exec_in, git
+from .conftest import AGENTS_IMAGE, agent_running, exec_in, git, wait_for
 
 pytestmark = pytest.mark.docker
 
 QUIET = ("--env", "ANTHROPIC_BASE_URL=http://127.0.0.1:9")  # the agent reaches nothing
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def test_create_builds_the_container_of_the_contract(clauderon, repo):

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakeapi import FakeModelAPI, Text
 
-from .conftest import AGENTS_IMAGE, REPO_ROOT, agent_running
+from .conftest import AGENTS_IMAGE, REPO_ROOT, agent_running, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.agent]
 
@@ -53,19 +53,6 @@ def _has_systemctl() -> bool:
         ).returncode
         == 0
     )
-
-
-def wait_for(predicate, timeout: float = 120, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (docker.errors.DockerException, OSError):
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="restarting the engine needs root")
