@@ -183,6 +183,8 @@ def create(
             else "The creation had already ended; see `clauderon list`."
         )
         raise typer.Exit(130) from None
+    for warning in session.get("warnings", []):
+        err(f"warning: {warning}")
     if as_json:
         print_json(session)
         return

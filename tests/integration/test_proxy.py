@@ -401,3 +401,11 @@ def test_a_missing_ca_directory_is_rebuilt(clauderon, repo, upstream):
     assert (clauderon.home / "proxy-ca.pem").read_bytes() != cert
     code, out = curl(clauderon.container(session), "https://registry.npmjs.org/probe/ca2")
     assert code == 0 and "ok GET /probe/ca2" in out
+
+
+def test_create_warns_when_the_agent_has_no_credential(clauderon, repo):
+    result = clauderon.run(
+        "create", "--repo", str(repo), "--prompt", "x", "--image", AGENTS_IMAGE, *QUIET
+    )
+    assert "warning: no credential for api.anthropic.com" in result.stderr
+    assert "ANTHROPIC_API_KEY" in result.stderr
