@@ -995,10 +995,16 @@ class SessionManager:
             self._save(session, "session_recreate_failed", error=exc.message)
             report["failed"].append({"session": session.name, "error": exc.message})
 
-    async def reconcile_forever(self, interval: float) -> None:
+    async def reconcile_forever(self, interval: float, stop: Callable[[], None]) -> None:
         """The daemon's own reconcile, every `interval` seconds, for as long as it runs."""
         while True:
             await asyncio.sleep(interval)
+            if not self.paths.socket.exists():
+                # The home (or the socket) was removed: no client can reach this daemon any
+                # more, and a new one would start beside it. Leave.
+                log.warning("%s is gone: stopping", self.paths.socket)
+                stop()
+                return
             try:
                 report = await self.reconcile(False, lambda *_: None, manual=False)
                 changed = {

@@ -164,7 +164,7 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
         await manager.startup()
     except ClauderonError as exc:  # e.g. Docker down: serve anyway, commands will say so
         log.warning("startup reconcile skipped: %s", exc.message)
-    reconciler = asyncio.create_task(manager.reconcile_forever(RECONCILE_INTERVAL))
+    reconciler = asyncio.create_task(manager.reconcile_forever(RECONCILE_INTERVAL, shutdown))
     await server.serve(sockets=sockets)  # uvicorn turns SIGTERM/SIGINT into a graceful stop
     reconciler.cancel()
     manager.consoles.close_all()
