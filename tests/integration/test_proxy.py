@@ -9,6 +9,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -243,7 +244,7 @@ def test_credentials_command_and_secret_files(clauderon, repo):
     assert "anthropic_api_key" in listing and "env:ANTHROPIC_API_KEY" in listing
     assert ANTHROPIC_KEY not in listing and "sk-a…6789" in listing
     stored = subprocess.run(
-        ["python", "-m", "clauderon", "config", "set-credential", "github_token"],
+        [sys.executable, "-m", "clauderon", "config", "set-credential", "github_token"],
         input=GITHUB_TOKEN + "\n",
         env=clauderon.env,
         capture_output=True,
