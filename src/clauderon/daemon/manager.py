@@ -1050,14 +1050,17 @@ class SessionManager:
 
 
 def git_identity(repo: Path, session_name: str) -> dict[str, str]:
-    """The user's git identity for commits made inside the container."""
-
-    def get(key: str) -> str:
-        proc = git.run_git(["config", "--get", key], cwd=repo, check=False)
-        return _CONTROL_RE.sub("", proc.stdout.strip())
-
-    name = get("user.name") or f"clauderon ({session_name})"
-    email = get("user.email") or "clauderon@localhost"
+    """The user's git identity for commits made inside the container (one git call)."""
+    proc = git.run_git(
+        ["config", "-z", "--get-regexp", r"^user\.(name|email)$"], cwd=repo, check=False
+    )
+    found: dict[str, str] = {}
+    for entry in proc.stdout.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key in ("user.name", "user.email"):
+            found[key] = _CONTROL_RE.sub("", value.strip())  # the last one set wins
+    name = found.get("user.name") or f"clauderon ({session_name})"
+    email = found.get("user.email") or "clauderon@localhost"
     return {
         "GIT_AUTHOR_NAME": name,
         "GIT_COMMITTER_NAME": name,
