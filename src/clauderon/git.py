@@ -182,9 +182,16 @@ def remove_worktree(
     run_git(["worktree", "prune"], cwd=repo_root, check=False)
 
 
-def delete_branch(repo_root: Path, branch: str) -> None:
-    if branch_exists(repo_root, branch):
-        run_git(["branch", "-D", "--quiet", branch], cwd=repo_root)
+def delete_branch(repo_root: Path, branch: str, only_at: str | None = None) -> None:
+    """Delete a branch; with `only_at`, only while it still points at that commit (an undo
+    must never take a branch someone else made or moved)."""
+    if not branch_exists(repo_root, branch):
+        return
+    if only_at is not None:
+        tip = run_git(["rev-parse", f"refs/heads/{branch}"], cwd=repo_root).stdout.strip()
+        if tip != only_at:
+            return
+    run_git(["branch", "-D", "--quiet", branch], cwd=repo_root)
 
 
 def _not_elsewhere(branch: str) -> list[str]:

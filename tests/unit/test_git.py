@@ -172,3 +172,16 @@ def test_remove_worktree_ignores_a_rewritten_gitdir(repo, tmp_path):
     cgit.remove_worktree(repo, wt.root, wt.git_dir, wt.common_dir)
     assert (precious / "keep.txt").read_text() == "keep"
     assert not wt.root.exists()
+
+
+def test_an_undo_never_takes_a_branch_that_moved(repo, tmp_path):
+    info = cgit.resolve_repo(str(repo))
+    git("branch", "theirs", cwd=repo)
+    (repo / "more").write_text("x")
+    git("add", "more", cwd=repo)
+    git("commit", "-qm", "more", cwd=repo)
+    git("branch", "-f", "theirs", "HEAD", cwd=repo)
+    cgit.delete_branch(repo, "theirs", only_at=info.head)  # moved since: kept
+    assert cgit.branch_exists(repo, "theirs")
+    cgit.delete_branch(repo, "theirs", only_at=git("rev-parse", "HEAD", cwd=repo))
+    assert not cgit.branch_exists(repo, "theirs")

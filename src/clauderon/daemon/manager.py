@@ -535,7 +535,12 @@ class SessionManager:
 
                 report(f"Creating worktree on branch {session.branch}")
                 worktree = Path(session.worktree)
-                undo.add("branch", lambda: git.delete_branch(repo.root, session.branch))
+                undo.add(
+                    "branch",
+                    lambda: git.delete_branch(
+                        repo.root, session.branch, only_at=session.base_commit
+                    ),
+                )
                 undo.add(
                     "worktree",
                     lambda: self._remove_worktree(session),
@@ -1043,7 +1048,7 @@ class SessionManager:
         repo = Path(session.repo)
         if repo.is_dir():
             await blocking(self._remove_worktree, session)
-            await blocking(git.delete_branch, repo, session.branch)
+            await blocking(git.delete_branch, repo, session.branch, session.base_commit)
         shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
         shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
         self.store.delete_session(session.id)
