@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -172,3 +173,29 @@ def test_the_api_never_fails_with_a_500_and_errors_are_json(api_schema):
 
     call()
     assert len(calls) >= 20, calls  # the tester reached (nearly) every operation
+
+
+def test_the_proxy_follows_a_network_removed_behind_its_back(clauderon, repo, docker_client):
+    clauderon.env["CLAUDERON_RECONCILE_INTERVAL"] = "1"
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+    clauderon.run("delete", session["name"])
+    old_gateway = clauderon.gateway()
+    DockerBackend(clauderon.paths.instance, docker_client).remove_network()
+
+    def port_free() -> bool:
+        probe = socket.socket()
+        try:
+            probe.bind((old_gateway, 18100))
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    # The old address may be given to another network: the daemon lets go of it.
+    deadline = time.monotonic() + 20
+    while not port_free() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert port_free()
+    again = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+    assert clauderon.container(again).status == "running"

@@ -91,6 +91,9 @@ class Backend(Protocol):
     def network_gateway(self) -> str:
         """The host address containers reach (`host.docker.internal`), the only one."""
 
+    def network_changed(self) -> bool:
+        """Whether the network went away or changed since the gateway was last given."""
+
     def remove_network(self) -> None:
         """Remove the sessions network (and its host rules); only when nothing uses it."""
 

@@ -278,6 +278,23 @@ class DockerBackend:
     def network_gateway(self) -> str:
         return self.ensure_network()
 
+    def network_changed(self) -> bool:
+        """Whether the network the proxy listens on is gone or has another gateway now
+        (someone removed it): then the proxy must move to the new one."""
+        if self._network_gateway is None:
+            return False
+        known = self._network_gateway
+        try:
+            network = self._call(self.client.networks.get, self.network_name)
+        except docker.errors.NotFound:
+            self._network_gateway = None
+            return True
+        config = (network.attrs.get("IPAM") or {}).get("Config") or [{}]
+        if config[0].get("Gateway") != known:
+            self._network_gateway = None
+            return True
+        return False
+
     def _firewall_rules(self, ports: list[int]) -> list[list[str]]:
         tag = ["-m", "comment", "--comment", f"clauderon:{self.instance}"]
         rules = [

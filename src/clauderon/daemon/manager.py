@@ -236,6 +236,16 @@ class SessionManager:
                 )
             await self.proxy.start(gateway)
 
+    async def _follow_network(self) -> None:
+        """If the sessions network was removed behind our back, stop listening on its old
+        address (another network may get it) and come back up on the new one."""
+        if not await blocking(self.backend.network_changed):
+            return
+        log.warning("the sessions network changed: moving the proxy")
+        await self.proxy.stop()
+        if any(s.container for s in self.store.list_sessions()):
+            await self.ensure_proxy()  # otherwise the next create brings it up
+
     async def release_network_if_unused(self) -> None:
         """On shutdown, remove the sessions network when no session has a container (each
         home has one; left behind they would use up the engine's address pools)."""
@@ -1011,6 +1021,7 @@ class SessionManager:
                 stop()
                 return
             try:
+                await self._follow_network()
                 report = await self.reconcile(False, lambda *_: None, manual=False)
                 changed = {
                     k: v

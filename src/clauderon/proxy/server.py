@@ -113,6 +113,11 @@ class CredentialProxy:
 
     async def stop(self) -> None:
         if self._master is not None:
+            # mitmproxy closes its listeners only when its modes change, not on shutdown:
+            # without this the address stays taken for as long as the daemon runs.
+            server = self._master.addons.get("proxyserver")
+            with contextlib.suppress(Exception):
+                await server.servers.update([])
             self._master.shutdown()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
