@@ -184,6 +184,7 @@ def test_the_proxy_follows_a_network_removed_behind_its_back(clauderon, repo, do
 
     def port_free() -> bool:
         probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds
         try:
             probe.bind((old_gateway, 18100))
             return True
