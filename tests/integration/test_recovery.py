@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -182,16 +181,9 @@ def test_the_proxy_follows_a_network_removed_behind_its_back(clauderon, repo, do
     old_gateway = clauderon.gateway()
     DockerBackend(clauderon.paths.instance, docker_client).remove_network()
 
-    def port_free() -> bool:
-        probe = socket.socket()
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server binds
-        try:
-            probe.bind((old_gateway, 18100))
-            return True
-        except OSError:
-            return False
-        finally:
-            probe.close()
+    def port_free() -> bool:  # no socket listens on the old address any more
+        listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+        return f"{old_gateway}:18100" not in listening
 
     # The old address may be given to another network: the daemon lets go of it.
     deadline = time.monotonic() + 20
