@@ -106,6 +106,16 @@ class Clauderon:
             raise AssertionError(f"clauderon {' '.join(args)} failed: {proc.stderr}")
         return result
 
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """Start the CLI without waiting (to interrupt it, or the daemon, midway)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "clauderon", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
     def create(self, repo: Path, *args: str, prompt: str = "Fix the bug", **env: str) -> dict:
         return self.run(
             "create", "--repo", str(repo), "--prompt", prompt, "--json", *args, **env

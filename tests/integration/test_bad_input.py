@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -141,26 +139,17 @@ def test_usage_errors_are_one_line(clauderon):
 @pytest.mark.parametrize("delay", [0.4, 0.9, 1.5, 2.5])
 def test_ctrl_c_during_create_leaves_nothing(clauderon, big_repo, delay):
     clauderon.run("list")  # a warm daemon, so the interrupt lands inside the creation
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clauderon",
-            "create",
-            "--repo",
-            str(big_repo),
-            "--prompt",
-            "x",
-            "--image",
-            AGENTS_IMAGE,
-            "--name",
-            "interrupted",
-            *QUIET,
-        ],
-        env=clauderon.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = clauderon.spawn(
+        "create",
+        "--repo",
+        str(big_repo),
+        "--prompt",
+        "x",
+        "--image",
+        AGENTS_IMAGE,
+        "--name",
+        "interrupted",
+        *QUIET,
     )
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)

@@ -57,26 +57,17 @@ def consistent(clauderon, repo: Path) -> dict:
 @pytest.mark.parametrize("delay", [0.3, 0.6, 0.9, 1.3, 2.0])
 def test_kill_9_during_create(clauderon, big_repo, delay):
     clauderon.run("list")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clauderon",
-            "create",
-            "--repo",
-            str(big_repo),
-            "--prompt",
-            "x",
-            "--image",
-            AGENTS_IMAGE,
-            "--name",
-            "cut-off",
-            *QUIET,
-        ],
-        env=clauderon.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = clauderon.spawn(
+        "create",
+        "--repo",
+        str(big_repo),
+        "--prompt",
+        "x",
+        "--image",
+        AGENTS_IMAGE,
+        "--name",
+        "cut-off",
+        *QUIET,
     )
     time.sleep(delay)
     kill_daemon(clauderon)
@@ -91,13 +82,7 @@ def test_kill_9_during_delete(clauderon, repo, delay):
     session = clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "doomed", *QUIET)
     worktree = Path(session["worktree"])
     (worktree / "unsaved.txt").write_text("keep me\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "clauderon", "delete", "--force", "doomed"],
-        env=clauderon.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = clauderon.spawn("delete", "--force", "doomed")
     time.sleep(delay)
     kill_daemon(clauderon)
     proc.communicate(timeout=60)
