@@ -641,6 +641,3 @@ def main() -> None:
         hint = f" (see `{ctx.command_path} --help`)" if code == 2 and ctx is not None else ""
         err(f"clauderon: error: {message}{hint}")
         sys.exit(code)
-    finally:
-        if _client is not None:
-            _client.close()

@@ -65,15 +65,6 @@ class Client:
         self.autostart = autostart
         self._started = False
 
-    def close(self) -> None:
-        pass  # one connection per request: nothing is kept open
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
     def _open(
         self,
         method: str,

@@ -150,13 +150,3 @@ class DeleteResult(BaseModel):
     name: str
     saved_ref: str | None = None
     restore_hint: str | None = None
-
-
-class ProgressEvent(BaseModel):
-    """One step of a long operation, streamed to the client as a line of JSON."""
-
-    type: str = "progress"
-    session: str | None = None
-    message: str = ""
-    current: int | None = None
-    total: int | None = None

@@ -6,7 +6,7 @@ into its own API calls. Building the spec is pure, so it is unit-tested without 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,5 @@ class ContainerSpec:
     tty: bool = True
     # Host names the container resolves to the host address it can reach.
     host_aliases: tuple[str, ...] = ("host.docker.internal",)
-    network: str | None = None
     # Come back after a reboot or an engine restart; a one-off print run does not.
     restart: bool = True
-    cap_add: list[str] = field(default_factory=list)

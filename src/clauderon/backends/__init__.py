@@ -36,10 +36,6 @@ class ImageFacts:
     musl: bool  # the C library is musl (Alpine): native binaries must match
     path: str  # the image's PATH, extended when clauderon provides the agent
 
-    @property
-    def has_shell(self) -> bool:
-        return "sh" in self.commands
-
 
 @dataclass(frozen=True)
 class CacheVolume:
@@ -51,6 +47,10 @@ class CacheVolume:
 
 class Backend(Protocol):
     kind: str
+    detach_keys: str  # how a user leaves an attached terminal, for humans
+
+    def validate_image(self, image: str) -> str:
+        """Return `image` if it is a valid image reference here, else raise InvalidInput."""
 
     def check(self) -> None:
         """Raise DockerUnavailable (or the backend's equivalent) with the fix."""

@@ -76,6 +76,7 @@ def _api_message(exc: Exception) -> str:
 
 class DockerBackend:
     kind = "docker"
+    detach_keys = DETACH_KEYS_HUMAN
 
     def __init__(self, instance: str, client: docker.DockerClient | None = None):
         self.instance = instance
@@ -128,6 +129,9 @@ class DockerBackend:
         )
 
     # --- images ---------------------------------------------------------------------
+
+    def validate_image(self, image: str) -> str:
+        return validate_image_name(image)
 
     def _image_present(self, image: str) -> bool:
         try:
@@ -447,11 +451,10 @@ class DockerBackend:
                 detach=True,
                 init=True,
                 mounts=mounts,
-                network=spec.network or self.network_name,
+                network=self.network_name,
                 extra_hosts={alias: gateway for alias in spec.host_aliases},
                 security_opt=["no-new-privileges"],
                 cap_drop=["ALL"],
-                cap_add=spec.cap_add or None,
                 pids_limit=PIDS_LIMIT,
                 restart_policy={"Name": "unless-stopped"} if spec.restart else None,
                 **kwargs,

@@ -24,7 +24,6 @@ from .. import git
 from ..agents import Agent, get_agent, install_report_script
 from ..agents.provision import ensure_agent
 from ..backends import Backend, ContainerStatus, Progress
-from ..backends.docker import DEFAULT_PATH, DETACH_KEYS_HUMAN, validate_image_name
 from ..container import (
     CACHE_VOLUMES,
     RESERVED_ENV_PREFIX,
@@ -425,7 +424,7 @@ class SessionManager:
             ) from None
         cpu = parse_cpu_limit(req.cpu_limit, os.cpu_count()) if req.cpu_limit else None
         memory = parse_memory_limit(req.memory_limit) if req.memory_limit else None
-        image = validate_image_name(req.image or DEFAULT_IMAGE)
+        image = self.backend.validate_image(req.image or DEFAULT_IMAGE)
         if req.model is not None and (not req.model.strip() or _CONTROL_RE.search(req.model)):
             raise InvalidInput(f"invalid --model {req.model!r}")
         version = req.agent_version or agent.default_version
@@ -618,7 +617,7 @@ class SessionManager:
         directory = await blocking(
             ensure_agent, self.paths.agents, agent, version, arch, facts_json["musl"]
         )
-        return ProvidedAgent(directory, facts_json.get("path") or DEFAULT_PATH)
+        return ProvidedAgent(directory, facts_json["path"])
 
     async def _start_container(
         self, session: Session, agent: Agent, provided: ProvidedAgent | None
@@ -852,7 +851,7 @@ class SessionManager:
             await blocking(self.backend.start, session.container)
         return {
             "command": self.backend.attach_command(session.container),
-            "detach_keys": DETACH_KEYS_HUMAN,
+            "detach_keys": self.backend.detach_keys,
             "container": session.container,
         }
 
