@@ -122,11 +122,10 @@ def measure_create(
     def api() -> dict[str, Any]:
         body = {**API_BODY, "repo": str(home.repo), "name": name, "request_id": str(uuid.uuid4())}
         steps: dict[str, float] = {}
-        with Client(paths=home.paths) as client:
-            for event in client.stream("POST", "/api/sessions", json=body):
-                # "Creating worktree on branch x" -> "Creating worktree"
-                step = " ".join(event.get("message", event["type"]).split()[:2])
-                steps.setdefault(step, time.perf_counter())
+        for event in Client(paths=home.paths).stream("POST", "/api/sessions", json=body):
+            # "Creating worktree on branch x" -> "Creating worktree"
+            step = " ".join(event.get("message", event["type"]).split()[:2])
+            steps.setdefault(step, time.perf_counter())
         return {"steps": steps}
 
     try:

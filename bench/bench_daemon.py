@@ -45,13 +45,11 @@ from common import (
     Stats,
     bench_home,
     docker_client,
-    is_agent,
     log,
     machine_facts,
     print_machine,
     run,
-    top_commands,
-    wait_for_quiet,
+    settle_after_creating,
 )
 from websockets.sync.client import unix_connect
 
@@ -353,12 +351,7 @@ def main() -> int:
                     )
             result["create_seconds"] = time.perf_counter() - start
             log(f"created {len(created)} sessions ({result['create_seconds']:.0f} s)")
-            waiting = [
-                n for n in created if not any(map(is_agent, top_commands(f"clauderon-{n}") or []))
-            ]
-            if waiting:
-                log(f"warning: no agent process seen yet in {waiting}")
-            busy = wait_for_quiet(max_wait=args.settle)
+            busy = settle_after_creating(created, args.settle)
             log(f"CPU busy {busy:.0%} when measuring starts; load {os.getloadavg()}")
             if daemon_pid(home) != pid:
                 raise RuntimeError("the daemon changed during the run")

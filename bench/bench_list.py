@@ -24,13 +24,11 @@ from common import (
     Stats,
     bench_home,
     clauderon_cmd,
-    is_agent,
     log,
     machine_facts,
     print_machine,
     run,
-    top_commands,
-    wait_for_quiet,
+    settle_after_creating,
 )
 
 from clauderon.client import Client
@@ -64,13 +62,7 @@ def main() -> int:
                 home.cli(*home.create_args(name))
                 created.append(name)
             log(f"created {len(created)} sessions in {time.perf_counter() - start:.1f} s")
-            waiting = [
-                n for n in created if not any(map(is_agent, top_commands(f"clauderon-{n}") or []))
-            ]
-            if waiting:
-                log(f"warning: no agent process seen yet in {waiting}")
-            # Let the agents finish starting (and the machine calm down) before measuring.
-            busy = wait_for_quiet(max_wait=args.settle)
+            busy = settle_after_creating(created, args.settle)
             log(f"CPU busy {busy:.0%} when measuring starts")
 
             python = sys.executable
@@ -78,14 +70,14 @@ def main() -> int:
 
             def client_setup() -> float:
                 start = time.perf_counter()
-                Client(paths=home.paths, autostart=False).close()
+                Client(paths=home.paths, autostart=False)
                 return time.perf_counter() - start
 
             def daemon_call() -> float:  # what `list` asks, on a client made beforehand
-                with Client(paths=home.paths, autostart=False) as client:
-                    start = time.perf_counter()
-                    client.request("GET", "/api/sessions", params={"archived": False})
-                    return time.perf_counter() - start
+                client = Client(paths=home.paths, autostart=False)
+                start = time.perf_counter()
+                client.request("GET", "/api/sessions", params={"archived": False})
+                return time.perf_counter() - start
 
             def subprocess_arm(cmd: list[str]) -> Callable[[], float]:
                 return lambda: run(cmd, env=home.env)[0]

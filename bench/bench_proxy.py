@@ -38,7 +38,6 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import queue
 import shutil
 import socket
@@ -53,6 +52,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import common
 
 KEY = "sk-bench"
 PLACEHOLDER = "clauderon-proxy-placeholder"  # clauderon.models.CREDENTIAL_PLACEHOLDER
@@ -925,31 +926,16 @@ def profile_proxy(setup: Setup, requests: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, str]:
-    def out(*cmd: str) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return "?"
-
-    cpu_model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+    """The machine facts every benchmark reports, and the proxy's own versions and load."""
     from importlib.metadata import version
 
-    return {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": out("nproc"),
-        "cpu_model": cpu_model,
-        "free_g": out("free", "-g"),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "mitmproxy": version("mitmproxy"),
-        "httpx": version("httpx"),
-        "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
-    }
+    facts = common.machine_facts()
+    facts.update(
+        mitmproxy=version("mitmproxy"),
+        httpx=version("httpx"),
+        loadavg=" ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    )
+    return facts
 
 
 def main() -> int:
@@ -993,7 +979,7 @@ def main() -> int:
     }
     facts = machine()
     log(
-        f"machine: nproc {facts['nproc']} ({facts['cpu_model']}), load {facts['loadavg']}, "
+        f"machine: {facts['cpus']} CPUs ({facts['cpu_model']}), load {facts['loadavg']}, "
         f"Python {facts['python']}, mitmproxy {facts['mitmproxy']}, httpx {facts['httpx']}"
     )
     workdir = Path(tempfile.mkdtemp(prefix="crbench-proxy-"))
@@ -1247,7 +1233,7 @@ def report(results: dict[str, Any], concurrency: int) -> str:
         f"(last: `{results['audit_sample']}`). Proxy start-up: "
         f"{statistics.median(results['proxy_start_s']):.2f} s (median). Load average "
         f"{facts['loadavg']} at the start, "
-        f"{facts['loadavg_end']} at the end; {facts['date']}, nproc {facts['nproc']}, "
+        f"{facts['loadavg_end']} at the end; {facts['date']}, nproc {facts['cpus']}, "
         f"Python {facts['python']}, mitmproxy {facts['mitmproxy']}, httpx {facts['httpx']}."
     )
     if "first_request_profile" in results:
