@@ -242,7 +242,7 @@ def list_sessions(
 @app.command()
 def attach(name: str) -> None:
     """Attach this terminal to a session's agent (detaching leaves it running)."""
-    from .terminal import DETACH_HUMAN, run
+    from .terminal import DETACH_HUMAN, console_path, run
 
     client().request("GET", f"/api/sessions/{name}/attach")  # checks it, starts it if stopped
     if not sys.stdin.isatty() or not sys.stdout.isatty():
@@ -250,7 +250,7 @@ def attach(name: str) -> None:
             "attach needs a terminal (use `clauderon screen` or `clauderon send` from scripts)"
         )
     err(f"Attached to {name}. Detach with {DETACH_HUMAN}: the agent keeps running.")
-    with client().websocket(f"/ws/console/{name}") as ws:
+    with client().websocket(console_path(name)) as ws:
         outcome = run(ws)
     err(f"\r\nclauderon: {outcome}.")
 

@@ -40,6 +40,12 @@ def _size() -> dict[str, Any]:
     return {"type": "resize", "rows": max(lines, 2), "cols": max(columns, 10)}
 
 
+def console_path(name: str) -> str:
+    """The console's address, with this terminal's size so the snapshot fits it."""
+    size = _size()
+    return f"/ws/console/{name}?rows={size['rows']}&cols={size['cols']}"
+
+
 def run(ws: ClientConnection) -> str:
     """Relay between this terminal and the console until detach or exit; say which."""
     first = json.loads(ws.recv(timeout=15))

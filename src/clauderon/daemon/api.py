@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..backends import Progress
-from ..errors import ClauderonError
+from ..errors import ClauderonError, InvalidInput
 from ..models import CreateSessionRequest, DeleteResult, SessionView
 from .auth import new_token, over_unix_socket
 from .manager import SessionManager
@@ -336,14 +336,21 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
             manager.events.unsubscribe(queue)
 
     @app.websocket("/ws/console/{name}")
-    async def console_ws(ws: WebSocket, name: str) -> None:
-        """The agent's terminal: a snapshot, then output; input, resize and signals in."""
+    async def console_ws(
+        ws: WebSocket, name: str, rows: int | None = None, cols: int | None = None
+    ) -> None:
+        """The agent's terminal: a snapshot, then output; input, resize and signals in.
+        `?rows=&cols=` give the viewer's size, so the snapshot is drawn at it."""
         await ws.accept()
         try:
             console = await manager.console(name)
-        except ClauderonError as exc:
-            await ws.send_json({"type": "error", **exc.to_json()})
-            await ws.close(code=4404 if exc.status == 404 else 4409)
+            if rows is not None and cols is not None:
+                _check_size(rows, cols)
+                await console.fit(rows, cols)
+        except (ClauderonError, ValueError) as exc:
+            error = exc if isinstance(exc, ClauderonError) else InvalidInput(str(exc))
+            await ws.send_json({"type": "error", **error.to_json()})
+            await ws.close(code=4404 if error.status == 404 else 4409)
             return
         queue = console.subscribe()
         snapshot = console.snapshot()
@@ -382,6 +389,11 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
     return app
 
 
+def _check_size(rows: int, cols: int) -> None:
+    if not (2 <= rows <= 500 and 10 <= cols <= 1000):
+        raise ValueError("rows must be 2 to 500 and cols 10 to 1000")
+
+
 async def _console_command(console: Any, message: dict[str, Any]) -> None:
     kind = message.get("type")
     if kind == "input":
@@ -393,8 +405,7 @@ async def _console_command(console: Any, message: dict[str, Any]) -> None:
         await console.write(data)
     elif kind == "resize":
         rows, cols = int(message["rows"]), int(message["cols"])
-        if not (2 <= rows <= 500 and 10 <= cols <= 1000):
-            raise ValueError("rows must be 2 to 500 and cols 10 to 1000")
+        _check_size(rows, cols)
         await console.resize(rows, cols)
     elif kind == "signal":
         await console.signal(str(message["signal"]))

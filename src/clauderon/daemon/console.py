@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 import pyte
@@ -23,6 +24,9 @@ from .blocking import blocking
 log = logging.getLogger(__name__)
 
 DEFAULT_ROWS, DEFAULT_COLS = 40, 120
+# After a resize, the snapshot waits for the agent's redraw: output quiet this long, at most
+# REDRAW_LIMIT in all.
+REDRAW_QUIET, REDRAW_LIMIT = 0.2, 1.5
 VIEWER_QUEUE = 1024
 PASTE_START, PASTE_END = b"\x1b[200~", b"\x1b[201~"
 # Signals a viewer may send, as the terminal would: the agent sees the key, not a kill.
@@ -103,6 +107,7 @@ class Console:
         self._lock = threading.Lock()
         self._viewers: set[asyncio.Queue[bytes | None]] = set()
         self.closed = asyncio.Event()
+        self.last_output = time.monotonic()
         self._reader = threading.Thread(target=self._read, name=f"console-{name}", daemon=True)
         self._reader.start()
 
@@ -121,6 +126,7 @@ class Console:
             self._loop.call_soon_threadsafe(self._finish)
 
     def _broadcast(self, data: bytes | None) -> None:
+        self.last_output = time.monotonic()
         for queue in list(self._viewers):
             if queue.full():  # a viewer that stopped reading misses output, not the others
                 continue
@@ -173,6 +179,18 @@ class Console:
         with self._lock:
             self._screen.resize(rows, cols)
         await blocking(self.backend.resize, self.container, rows, cols)
+
+    async def fit(self, rows: int, cols: int) -> None:
+        """Take a new viewer's size before its snapshot: resize, then give the agent a moment
+        to redraw (until its output pauses), so the snapshot is drawn at that size."""
+        if (rows, cols) == (self.rows, self.cols):
+            return
+        await self.resize(rows, cols)
+        deadline = time.monotonic() + REDRAW_LIMIT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(REDRAW_QUIET / 2)
+            if time.monotonic() - self.last_output >= REDRAW_QUIET:
+                break
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
