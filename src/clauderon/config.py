@@ -46,6 +46,16 @@ def check_host_pattern(host: str) -> str:
     return host
 
 
+def check_allow_entry(entry: str) -> str:
+    """A host pattern, reachable on ports 80 and 443, or `pattern:port` for another port."""
+    host, sep, port = entry.strip().rpartition(":")
+    if sep:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+        return f"{check_host_pattern(host)}:{int(port)}"
+    return check_host_pattern(entry)
+
+
 class RuleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -95,7 +105,7 @@ class ProxyConfig(BaseModel):
     @field_validator("allow", "allowlist")
     @classmethod
     def _hosts(cls, hosts: list[str] | None) -> list[str] | None:
-        return None if hosts is None else [check_host_pattern(h) for h in hosts]
+        return None if hosts is None else [check_allow_entry(h) for h in hosts]
 
     @field_validator("rules")
     @classmethod
