@@ -335,3 +335,24 @@ class SecretScrubber:
         cut = len(data) - self._held(data)
         self.pending = data[cut:]
         return data[:cut]
+
+
+def carries_placeholder(value: str) -> bool:
+    """Whether a credential header holds only the container's placeholder."""
+    if PLACEHOLDER in value:
+        return True
+    scheme, _, rest = value.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return PLACEHOLDER in base64.b64decode(rest.strip(), validate=True).decode()
+        except ValueError:
+            return False
+    return False
+
+
+def denial_text(host: str, session: str, egress: Egress) -> str:
+    return (
+        f"clauderon: egress to {host} is denied for session {session} (egress: {egress}). "
+        f'To allow it, add "{host}" to allow = [...] under [proxy] in ~/.clauderon/config.toml '
+        "and restart the daemon, or create the session with --egress open.\n"
+    )
