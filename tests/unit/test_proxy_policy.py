@@ -324,7 +324,7 @@ def test_a_scrubbed_stream_holds_back_only_a_possible_secret():
     assert scrubber(b"data: first\n\n") == b"data: first\n\n"  # events are not delayed
     assert scrubber(b"key sk-sec") == b"key "
     assert scrubber(secret[6:] + b" done") == masked(secret) + b" done"
-    assert masked(secret).startswith(PLACEHOLDER.encode()) and len(masked(secret)) == 36
+    assert masked(secret).startswith(PLACEHOLDER.encode()) and len(masked(secret)) == len(secret)
     assert scrubber(b"tail sk-") == b"tail "
     assert scrubber(b"") == b"sk-"
 
