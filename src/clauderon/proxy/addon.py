@@ -218,9 +218,6 @@ class SessionProxy:
             text = denial_text(_hostport(host, port), policy.name, policy.egress)
             self._refuse(flow, policy, 403, "egress", text)
             return
-        if self._local_target(host, port):
-            self._refuse(flow, policy, 403, "host", _host_text(host, port))
-            return
         if not access_allows(policy.access_mode, request.method, host, request.path):
             self._refuse(
                 flow,
@@ -233,6 +230,9 @@ class SessionProxy:
             )
             return
         if not await self._inject(flow, policy, host):
+            return
+        if self._local_target(host, port):
+            self._refuse(flow, policy, 403, "host", _host_text(host, port))
             return
         upstream = self.policy.upstream_for(host)
         if upstream:
@@ -306,27 +306,28 @@ class SessionProxy:
         if not rules:
             return True
         request = flow.request
-        if not self.policy.upstream_for(host):  # a named upstream is the user's choice
-            if request.scheme != "https":
-                self._refuse(
-                    flow,
-                    policy,
-                    403,
-                    "cleartext",
-                    f"clauderon: credentials for {host} go over TLS only: use "
-                    f"https://{host}{normalise_path(request.path) or '/'}\n",
-                )
-                return False
-            if request.port not in {rule.port for rule in rules}:
-                self._refuse(
-                    flow,
-                    policy,
-                    403,
-                    "port",
-                    f"clauderon: credentials for {host} go to port "
-                    f"{rules[0].port} only, not {request.port}.\n",
-                )
-                return False
+        # Over plain HTTP only to an upstream the user named (its scheme is theirs).
+        if request.scheme != "https" and not self.policy.upstream_for(host):
+            self._refuse(
+                flow,
+                policy,
+                403,
+                "cleartext",
+                f"clauderon: credentials for {host} go over TLS only: use "
+                f"https://{host}{normalise_path(request.path) or '/'}\n",
+            )
+            return False
+        ports = {rule.port for rule in rules} if request.scheme == "https" else {80}
+        if request.port not in ports:
+            self._refuse(
+                flow,
+                policy,
+                403,
+                "port",
+                f"clauderon: credentials for {host} go to port {min(ports)} only, "
+                f"not {request.port}.\n",
+            )
+            return False
         headers = request.headers
         for name in CREDENTIAL_HEADERS:
             value = headers.get(name)
