@@ -27,6 +27,7 @@ from .audit import AuditLog
 from .credentials import CredentialStore, PostJSON
 from .policy import (
     CREDENTIAL_HEADERS,
+    WEB_PORTS,
     Policy,
     SecretScrubber,
     SessionPolicy,
@@ -172,7 +173,7 @@ class SessionProxy:
             return
         host, port = flow.request.host, flow.request.port
         if not self.policy.egress_allows(host, policy.egress, port):
-            text = denial_text(_hostport(host, port), policy.name, policy.egress)
+            text = denial_text(_allow_entry(host, port), policy.name, policy.egress)
             self._refuse(flow, policy, 403, "egress", text)
         elif self._local_target(host, port):
             self._refuse(flow, policy, 403, "host", _host_text(host, port))
@@ -215,7 +216,7 @@ class SessionProxy:
             )
             return
         if not self.policy.egress_allows(host, policy.egress, port):
-            text = denial_text(_hostport(host, port), policy.name, policy.egress)
+            text = denial_text(_allow_entry(host, port), policy.name, policy.egress)
             self._refuse(flow, policy, 403, "egress", text)
             return
         if not access_allows(policy.access_mode, request.method, host, request.path):
@@ -528,6 +529,11 @@ class SessionProxy:
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _allow_entry(host: str, port: int) -> str:
+    """What the user would add to `allow = [...]` for this destination."""
+    return host if port in WEB_PORTS else f"{host}:{port}"
 
 
 def _host_text(host: str, port: int) -> str:
