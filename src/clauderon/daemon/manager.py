@@ -67,7 +67,7 @@ from .blocking import blocking
 from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
-from .status import effective_status, status_from_report
+from .status import effective_status, status_from_report, transcript_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ MAX_PROMPT_BYTES = 100_000  # an argv string is capped at 128 KiB by the kernel
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 CREATE_STEPS = 5
+TRANSCRIPT_TIMEOUT = 2.0  # seconds for reading every transcript `list` needs
 # Delays before each attempt to recreate a missing container, then the daemon gives up.
 RECONCILE_BACKOFF = (30.0, 120.0, 300.0)
 WORKTREE_MISSING = (
@@ -201,11 +202,26 @@ class SessionManager:
         status = AgentStatus.WORKING if working else session.agent_status
         self._publish("agent_status", session, agent_status=status.value, source="proxy")
 
-    def _transcript(self, session: Session) -> Path | None:
-        if session.agent != AgentKind.CLAUDE:
-            return None
-        projects = Path(session.worktree) / ".claude" / "projects"
-        return next(projects.glob(f"*/{session.id}.jsonl"), None)
+    async def _interrupted(self, sessions: list[Session]) -> set[str]:
+        """Sessions whose Claude transcript ends with an interruption (Escape fires no
+        hook). The transcript is the container's file: read in worker threads, without
+        following links or opening special files, and never waited on for long."""
+        asked = [
+            s
+            for s in sessions
+            if s.agent == AgentKind.CLAUDE
+            and s.agent_status == AgentStatus.WORKING
+            and not self.directory.model_calls_in_flight(s.name)
+        ]
+        if not asked:
+            return set()
+        checks = [blocking(transcript_interrupted, Path(s.worktree), s.id) for s in asked]
+        try:
+            found = await asyncio.wait_for(asyncio.gather(*checks), TRANSCRIPT_TIMEOUT)
+        except TimeoutError:
+            log.warning("reading agent transcripts took over %ss; skipped", TRANSCRIPT_TIMEOUT)
+            return set()
+        return {s.name for s, interrupted in zip(asked, found, strict=True) if interrupted}
 
     def _worktree(self, session: Session) -> git.Worktree:
         return git.Worktree(
@@ -322,7 +338,12 @@ class SessionManager:
 
     # --- reading --------------------------------------------------------------------
 
-    def view(self, session: Session, containers: dict[str, ContainerStatus] | None) -> SessionView:
+    def view(
+        self,
+        session: Session,
+        containers: dict[str, ContainerStatus] | None,
+        interrupted: bool = False,
+    ) -> SessionView:
         status = None
         if containers is not None and session.container:
             status = containers.get(session.container)
@@ -339,13 +360,8 @@ class SessionManager:
             view.state = "running"  # started behind clauderon's back
         if containers is not None:
             calls = self.directory.model_calls_in_flight(session.name)
-            transcript = (
-                self._transcript(session)
-                if session.agent_status == AgentStatus.WORKING and not calls
-                else None
-            )
             view.agent_status = effective_status(
-                session.agent_status, session.status, status, calls, transcript
+                session.agent_status, session.status, status, calls, interrupted
             )
         return view
 
@@ -364,15 +380,23 @@ class SessionManager:
 
     async def list(self, include_archived: bool = False) -> list[SessionView]:
         containers = await self._containers()
-        return [
-            self.view(s, containers)
+        sessions = [
+            s
             for s in self.store.list_sessions()
             if include_archived or s.status != SessionStatus.ARCHIVED
         ]
+        interrupted = await self._interrupted(sessions)
+        return [self.view(s, containers, s.name in interrupted) for s in sessions]
 
     async def get(self, name: str) -> SessionView:
         session = self._get(name)
-        return self.view(session, await self._containers())
+        return await self.public_view(session)
+
+    async def public_view(self, session: Session) -> SessionView:
+        """What every route answers about a session: the view, never the raw record
+        (which holds the proxy and hook tokens)."""
+        interrupted = await self._interrupted([session])
+        return self.view(session, await self._containers(), session.name in interrupted)
 
     # --- create ---------------------------------------------------------------------
 
