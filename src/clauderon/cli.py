@@ -18,6 +18,7 @@ import typer
 
 from . import __version__
 from .client import Client
+from .display import printable
 from .errors import ClauderonError
 
 app = typer.Typer(
@@ -48,12 +49,17 @@ def client() -> Client:
     return _client
 
 
+def echo(message: str = "") -> None:
+    """Print a line; whatever a session put in it cannot drive the terminal."""
+    typer.echo(printable(message))
+
+
 def err(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(printable(message), err=True)
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    typer.echo(json.dumps(data, indent=2, default=str))  # JSON escapes control characters
 
 
 def _age(timestamp: str) -> str:
@@ -188,14 +194,12 @@ def create(
     if as_json:
         print_json(session)
         return
-    typer.echo(
-        f"Session {session['name']} is running ({session['agent']} in {session['container']})."
-    )
-    typer.echo(f"  worktree: {session['worktree']} (branch {session['branch']})")
+    echo(f"Session {session['name']} is running ({session['agent']} in {session['container']}).")
+    echo(f"  worktree: {session['worktree']} (branch {session['branch']})")
     if session["print_mode"]:
-        typer.echo(f"  output:   clauderon logs {session['name']} -f")
+        echo(f"  output:   clauderon logs {session['name']} -f")
     else:
-        typer.echo(f"  attach:   clauderon attach {session['name']}")
+        echo(f"  attach:   clauderon attach {session['name']}")
 
 
 # --- reading --------------------------------------------------------------------------
@@ -212,7 +216,7 @@ def list_sessions(
         print_json(sessions)
         return
     if not sessions:
-        typer.echo("No sessions. Start one with: clauderon create --repo PATH --prompt TEXT")
+        echo("No sessions. Start one with: clauderon create --repo PATH --prompt TEXT")
         return
     rows = [("NAME", "STATE", "AGENT", "STATUS", "IMAGE", "AGE", "REPO")]
     problems = [(s["name"], s["error"]) for s in sessions if s.get("error")]
@@ -234,14 +238,15 @@ def list_sessions(
     for name, error in problems:
         err(f"{name}: {error}")
     for row in rows:
-        typer.echo(
-            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        )
+        echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 @app.command()
 def attach(name: str) -> None:
-    """Attach this terminal to a session's agent (detaching leaves it running)."""
+    """Attach this terminal to a session's agent (detaching leaves it running).
+
+    The agent's terminal output reaches yours as it is (raw, escape sequences included):
+    that is what attaching is."""
     from .terminal import DETACH_HUMAN, console_path, run
 
     client().request("GET", f"/api/sessions/{name}/attach")  # checks it, starts it if stopped
@@ -252,7 +257,7 @@ def attach(name: str) -> None:
     err(f"Attached to {name}. Detach with {DETACH_HUMAN}: the agent keeps running.")
     with client().websocket(console_path(name)) as ws:
         outcome = run(ws)
-    err(f"\r\nclauderon: {outcome}.")
+    typer.echo(f"\r\nclauderon: {printable(outcome)}.", err=True)  # the terminal is raw
 
 
 @app.command()
@@ -261,7 +266,8 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
     tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
 ) -> None:
-    """Print the output of a session's container."""
+    """Print the output of a session's container, raw: escape sequences included, as the
+    agent's terminal wrote them (pipe it through `cat -v` to see them instead)."""
     params: dict[str, Any] = {"follow": follow}
     if tail is not None:
         params["tail"] = tail
@@ -281,21 +287,21 @@ def logs(
 def stop(name: str) -> None:
     """Stop a session's container (the worktree and the conversation are kept)."""
     client().request("POST", f"/api/sessions/{name}/stop")
-    typer.echo(f"Stopped {name}. Start it again with: clauderon start {name}")
+    echo(f"Stopped {name}. Start it again with: clauderon start {name}")
 
 
 @app.command()
 def start(name: str) -> None:
     """Start a stopped session; its agent continues the same conversation."""
     _run_with_progress("POST", f"/api/sessions/{name}/start")
-    typer.echo(f"Started {name}.")
+    echo(f"Started {name}.")
 
 
 @app.command()
 def archive(name: str) -> None:
     """Remove a session's container but keep its worktree and branch."""
     client().request("POST", f"/api/sessions/{name}/archive")
-    typer.echo(
+    echo(
         f"Archived {name}: container removed, worktree kept. "
         f"Bring it back with: clauderon unarchive {name}"
     )
@@ -305,7 +311,7 @@ def archive(name: str) -> None:
 def unarchive(name: str) -> None:
     """Recreate an archived session's container from its record."""
     _run_with_progress("POST", f"/api/sessions/{name}/unarchive")
-    typer.echo(f"Unarchived {name}: it is running again.")
+    echo(f"Unarchived {name}: it is running again.")
 
 
 @app.command()
@@ -317,7 +323,7 @@ def refresh(name: str) -> None:
             f"warning: could not pull {result['session']['image']} ({result['warning']}); "
             "recreated from the local image"
         )
-    typer.echo(f"Refreshed {name}.")
+    echo(f"Refreshed {name}.")
 
 
 @app.command()
@@ -329,30 +335,30 @@ def delete(
 ) -> None:
     """Delete a session: container, worktree and branch. Refuses to lose work."""
     result = client().request("DELETE", f"/api/sessions/{name}", params={"force": force})
-    typer.echo(f"Deleted {name}.")
+    echo(f"Deleted {name}.")
     if result.get("saved_ref"):
-        typer.echo(f"Its work was saved as {result['saved_ref']}. Get it back with:")
-        typer.echo(f"  {result['restore_hint']}")
+        echo(f"Its work was saved as {result['saved_ref']}. Get it back with:")
+        echo(f"  {result['restore_hint']}")
 
 
 @app.command()
 def send(name: str, text: str = typer.Argument(..., help="The message.")) -> None:
     """Type a message into the running agent and press Enter, without attaching."""
     client().request("POST", f"/api/sessions/{name}/send", json={"text": text})
-    typer.echo(f"Sent to {name}.")
+    echo(f"Sent to {name}.")
 
 
 @app.command()
 def screen(name: str) -> None:
     """Print what the agent's terminal shows now."""
-    typer.echo(client().request("GET", f"/api/sessions/{name}/screen")["text"].rstrip())
+    echo(client().request("GET", f"/api/sessions/{name}/screen")["text"].rstrip())
 
 
 @token_app.command("create")
 def token_create(name: str = typer.Option("default", "--name", help="A label for it.")) -> None:
     """Make an API token for `clauderon daemon --listen` beyond loopback (shown once)."""
     token = client().request("POST", "/api/tokens", json={"name": name})
-    typer.echo(token["token"])
+    echo(token["token"])
     err(
         f"Token {token['id']} ({name}) created; it is shown only now. Send it as "
         "`Authorization: Bearer <token>`."
@@ -363,14 +369,14 @@ def token_create(name: str = typer.Option("default", "--name", help="A label for
 def token_list() -> None:
     """The API tokens (ids and names; the tokens themselves are not kept)."""
     for token in client().request("GET", "/api/tokens"):
-        typer.echo(f"{token['id']}  {token['name']:<20} {token['created_at'][:19]}")
+        echo(f"{token['id']}  {token['name']:<20} {token['created_at'][:19]}")
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: str) -> None:
     """Revoke an API token."""
     client().request("DELETE", f"/api/tokens/{token_id}")
-    typer.echo(f"Revoked {token_id}.")
+    echo(f"Revoked {token_id}.")
 
 
 @app.command("set-access-mode")
@@ -379,7 +385,7 @@ def set_access_mode(
 ) -> None:
     """Change what a running session may write; applies to its next request."""
     client().request("POST", f"/api/sessions/{name}/access-mode", json={"access_mode": mode})
-    typer.echo(f"{name} is now {mode}.")
+    echo(f"{name} is now {mode}.")
 
 
 @app.command()
@@ -397,10 +403,10 @@ def audit(
 
     def show(entry: dict[str, Any]) -> None:
         if as_json:
-            typer.echo(json.dumps(entry))
+            echo(json.dumps(entry))
             return
         injected = f" +{entry['credential']}" if entry.get("credential") else ""
-        typer.echo(
+        echo(
             f"{entry['ts'][:19]}  {entry.get('session') or '-':<24} {entry['status']} "
             f"{entry['decision']:<18} {entry['method']} {entry['host']}"
             f"{entry.get('path', '')}{injected}"
@@ -433,9 +439,9 @@ def config_credentials(as_json: bool = typer.Option(False, "--json")) -> None:
     for row in rows:
         if row["source"]:
             extra = " (refreshed by the proxy)" if row["refreshable"] else ""
-            typer.echo(f"{row['name']:<20} {row['masked']:<12} {row['source']}{extra}")
+            echo(f"{row['name']:<20} {row['masked']:<12} {row['source']}{extra}")
         else:
-            typer.echo(
+            echo(
                 f"{row['name']:<20} {'not set':<12} "
                 f"(${' or $'.join(row['env'])}, or clauderon config set-credential "
                 f"{row['name']})"
@@ -454,7 +460,7 @@ def config_set_credential(name: str) -> None:
     else:
         value = sys.stdin.read()
     client().request("PUT", f"/api/credentials/{name}", json={"value": value})
-    typer.echo(f"Stored {name}; the proxy uses it from the next request.")
+    echo(f"Stored {name}; the proxy uses it from the next request.")
 
 
 # --- maintenance ----------------------------------------------------------------------
@@ -470,20 +476,20 @@ def clean_cache(
     if not force:
         for volume in client().request("GET", "/api/cache"):
             if not volume["exists"]:
-                typer.echo(f"{volume['name']}: not created yet")
+                echo(f"{volume['name']}: not created yet")
                 continue
             size = format_bytes(volume["size"]) if volume["size"] is not None else "size unknown"
             users = ", ".join(volume["sessions"]) or "no sessions"
-            typer.echo(f"{volume['name']}: {size}, used by {users}")
-        typer.echo("Nothing removed (dry run). Remove with: clauderon clean-cache --force")
+            echo(f"{volume['name']}: {size}, used by {users}")
+        echo("Nothing removed (dry run). Remove with: clauderon clean-cache --force")
         return
     result = client().request("DELETE", "/api/cache")
     for name in result["removed"]:
-        typer.echo(f"Removed {name}")
+        echo(f"Removed {name}")
     for kept in result["kept"]:
-        typer.echo(f"Kept {kept['name']}: {kept['reason']}")
+        echo(f"Kept {kept['name']}: {kept['reason']}")
     if not result["removed"] and not result["kept"]:
-        typer.echo("No cache volumes to remove.")
+        echo("No cache volumes to remove.")
 
 
 @app.command()
@@ -505,7 +511,7 @@ def reconcile(
     ):
         report = _run_with_progress("POST", "/api/reconcile", params={"remove_orphans": True})
         for name in report["removed_orphans"]:
-            typer.echo(f"Removed {name}")
+            echo(f"Removed {name}")
 
 
 def _print_reconcile(report: dict[str, Any]) -> None:
@@ -532,7 +538,7 @@ def _print_reconcile(report: dict[str, Any]) -> None:
             )
     for path in report["orphan_worktrees"]:
         lines.append(f"Directory {path} belongs to no session (left alone)")
-    typer.echo("\n".join(lines) if lines else "All sessions are in sync.")
+    echo("\n".join(lines) if lines else "All sessions are in sync.")
 
 
 @app.command()
@@ -543,9 +549,9 @@ def doctor() -> None:
     failed = 0
     for check in run_checks():
         mark = "ok  " if check.ok else ("warn" if check.warning else "FAIL")
-        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+        echo(f"[{mark}] {check.name}: {check.detail}")
         if not check.ok:
-            typer.echo(f"       fix: {check.fix}")
+            echo(f"       fix: {check.fix}")
             failed += 0 if check.warning else 1
     if failed:
         raise typer.Exit(1)
@@ -574,9 +580,9 @@ def daemon_status() -> None:
     """Say whether the daemon runs, and where."""
     health = Client(autostart=False).ping()
     if health is None:
-        typer.echo("The daemon is not running (commands start it on demand).")
+        echo("The daemon is not running (commands start it on demand).")
         raise typer.Exit(3)
-    typer.echo(
+    echo(
         f"The daemon is running: pid {health['pid']}, version {health['version']}, "
         f"home {health['home']}"
     )
@@ -590,7 +596,7 @@ def daemon_stop() -> None:
     c = Client(autostart=False)
     health = c.ping()
     if health is None:
-        typer.echo("The daemon is not running.")
+        echo("The daemon is not running.")
         return
     c.request("POST", "/api/daemon/shutdown")
     for _ in range(300):  # until the process is gone, its proxy port free again
@@ -599,12 +605,12 @@ def daemon_stop() -> None:
         except ProcessLookupError:
             break
         time.sleep(0.05)
-    typer.echo(f"Stopped the daemon (pid {health['pid']}).")
+    echo(f"Stopped the daemon (pid {health['pid']}).")
 
 
 def version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"clauderon {__version__}")
+        echo(f"clauderon {__version__}")
         raise typer.Exit()
 
 

@@ -226,3 +226,130 @@ def test_hook_reports_are_bounded(clauderon, repo, upstream):
     )
     assert out.strip() == "403"
     assert clauderon.run("list", "--json").json[0]["name"] == created["name"]
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+
+def test_a_fifo_transcript_cannot_freeze_the_daemon(clauderon, repo, upstream):
+    created, container = start(clauderon, repo, upstream)
+    fifo_all = (
+        f"mkdir -p /workspace/.claude/projects/-workspace /workspace/.claude/projects/0 && "
+        f"for d in /workspace/.claude/projects/*/; do rm -f $d{created['id']}.jsonl; "
+        f"mkfifo $d{created['id']}.jsonl; done"
+    )
+    report = (
+        "echo '{}' | /workspace/.clauderon/hooks/report claude UserPromptSubmit; "
+        "echo '{}' | /workspace/.clauderon/hooks/report claude PreToolUse"
+    )
+    try:
+        code, out = exec_in(container, f"{fifo_all} && {report}")
+        assert code == 0, out
+        # The agent said `working` and its transcript is a FIFO: `list` must still answer.
+        listed = clauderon.run("list", "--json", timeout=30).json
+        assert listed[0]["agent_status"] == "working"
+        assert clauderon.run("daemon", "status", timeout=30).code == 0
+        _code, out = curl(container, "https://registry.npmjs.org/probe/still-serving")
+        assert "ok GET /probe/still-serving" in out  # the proxy on the same loop too
+    finally:  # before the fix the daemon was blocked in open(): let it go
+        exec_in(
+            container,
+            "for f in /workspace/.claude/projects/*/*.jsonl; do "
+            'timeout 2 sh -c "echo >> $f"; done; true',
+        )
+
+
+def _raw(socket_path: Path, method: str, path: str, body: object = None) -> tuple[int, bytes]:
+    from clauderon.client import UnixHTTPConnection
+
+    conn = UnixHTTPConnection(str(socket_path), timeout=300)
+    payload = json.dumps(body).encode() if body is not None else None
+    headers = {"content-type": "application/json"} if payload is not None else {}
+    conn.request(method, path, body=payload, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def test_no_route_answers_with_the_session_tokens(clauderon, repo, upstream):
+    created, container = start(clauderon, repo, upstream)
+    name = created["name"]
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+    tokens = {env["CLAUDERON_SESSION_TOKEN"], env["HTTPS_PROXY"].split("@")[0].split(":")[-1]}
+    socket_path = clauderon.paths.socket
+    spec = json.loads(_raw(socket_path, "GET", "/openapi.json")[1])
+    routes = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    s = f"/api/sessions/{name}"
+    calls = [
+        ("GET", "/api/health", "/api/health", None),
+        ("GET", "/api/sessions", "/api/sessions", None),
+        ("GET", s, "/api/sessions/{name}", None),
+        (
+            "POST",
+            f"{s}/access-mode",
+            "/api/sessions/{name}/access-mode",
+            {"access_mode": "read-only"},
+        ),
+        ("POST", f"{s}/send", "/api/sessions/{name}/send", {"text": "hello"}),
+        ("GET", f"{s}/screen", "/api/sessions/{name}/screen", None),
+        ("GET", f"{s}/attach", "/api/sessions/{name}/attach", None),
+        ("GET", f"{s}/logs?tail=5", "/api/sessions/{name}/logs", None),
+        ("POST", f"{s}/stop", "/api/sessions/{name}/stop", None),
+        ("POST", f"{s}/start", "/api/sessions/{name}/start", None),
+        ("POST", f"{s}/stop", "/api/sessions/{name}/stop", None),
+        ("POST", f"{s}/start?stream=true", "/api/sessions/{name}/start", None),
+        ("POST", f"{s}/refresh", "/api/sessions/{name}/refresh", None),
+        ("POST", f"{s}/refresh?stream=true", "/api/sessions/{name}/refresh", None),
+        ("POST", f"{s}/archive", "/api/sessions/{name}/archive", None),
+        ("POST", f"{s}/unarchive", "/api/sessions/{name}/unarchive", None),
+        ("POST", f"{s}/archive", "/api/sessions/{name}/archive", None),
+        ("POST", f"{s}/unarchive?stream=true", "/api/sessions/{name}/unarchive", None),
+        ("GET", "/api/credentials", "/api/credentials", None),
+        (
+            "PUT",
+            "/api/credentials/openai_api_key",
+            "/api/credentials/{name}",
+            {"value": "sk-x-123"},
+        ),
+        ("GET", "/api/audit?limit=1000", "/api/audit", None),
+        ("GET", "/api/cache", "/api/cache", None),
+        ("POST", "/api/reconcile", "/api/reconcile", None),
+        ("POST", "/api/sessions/cancel", "/api/sessions/cancel", {"request_id": "nope"}),
+        ("POST", "/api/tokens", "/api/tokens", {"name": "t"}),
+        ("GET", "/api/tokens", "/api/tokens", None),
+        ("GET", "/openapi.json", None, None),
+    ]
+    # Not called: they answer nothing about a session (and clean-cache would remove
+    # volumes other homes on this engine share; shutdown would end the test's daemon).
+    exempt = {("DELETE", "/api/cache"), ("POST", "/api/daemon/shutdown")}
+    answers = []
+    for method, path, _route, body in calls:
+        status, data = _raw(socket_path, method, path, body)
+        assert status < 400, (method, path, status, data[:300])
+        answers.append((method, path, data))
+    token_id = json.loads(answers[-3][2])["id"]
+    answers.append(("DELETE", "tokens", _raw(socket_path, "DELETE", f"/api/tokens/{token_id}")[1]))
+    answers.append(("DELETE", s, _raw(socket_path, "DELETE", f"{s}?force=true")[1]))
+    covered = {(m, r) for m, _p, r, _b in calls if r} | {
+        ("DELETE", "/api/tokens/{token_id}"),
+        ("DELETE", "/api/sessions/{name}"),
+        ("POST", "/api/sessions"),  # made the session (start() above)
+    }
+    assert routes - covered - exempt == set(), "a new route: add it to this test"
+    for method, path, data in answers:
+        for token in tokens:
+            assert token.encode() not in data, f"{method} {path} answered a session token"
+
+
+def test_the_terminal_gets_no_control_sequence_from_a_session(clauderon, repo, upstream):
+    created, container = start(clauderon, repo, upstream)
+    osc = "$(printf '\\033]52;c;cm0gLXJmIH4=\\007\\033]0;owned\\007\\033[2A\\033[K')"
+    curl(container, f'--request-target "/probe/{osc}x" https://registry.npmjs.org/')
+    curl(container, f'-X "G{osc}ET" https://registry.npmjs.org/probe/method')
+    printed = clauderon.run("audit", created["name"], "-n", "100")
+    assert "/probe/" in printed.stdout
+    assert "\x1b" not in printed.stdout and "\x07" not in printed.stdout
+    assert "\\x1b]52;c;" in printed.stdout  # shown, not obeyed
+    as_json = clauderon.run("audit", created["name"], "-n", "100", "--json").stdout
+    assert "\x1b" not in as_json and "\\u001b]52" in as_json
+    for command in ("logs", "attach"):
+        assert "raw" in clauderon.run(command, "--help").stdout
