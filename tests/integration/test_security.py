@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import AGENTS_IMAGE, exec_in
+from .conftest import AGENTS_IMAGE, agent_running, exec_in, wait_for
 from .test_proxy import ANTHROPIC_KEY, GITHUB_TOKEN, QUIET, curl, routed_config
 from .upstream import RecordingUpstream
 
@@ -235,13 +235,17 @@ def test_a_fifo_transcript_cannot_freeze_the_daemon(clauderon, repo, upstream):
     created, container = start(clauderon, repo, upstream)
     fifo_all = (
         f"mkdir -p /workspace/.claude/projects/-workspace /workspace/.claude/projects/0 && "
-        f"for d in /workspace/.claude/projects/*/; do rm -f $d{created['id']}.jsonl; "
-        f"mkfifo $d{created['id']}.jsonl; done"
+        f"for d in /workspace/.claude/projects/*/; do rm -f ${{d}}{created['id']}.jsonl; "
+        f"mkfifo ${{d}}{created['id']}.jsonl; done"
     )
     report = (
         "echo '{}' | /workspace/.clauderon/hooks/report claude UserPromptSubmit; "
         "echo '{}' | /workspace/.clauderon/hooks/report claude PreToolUse"
     )
+    # The agent itself is paused: a writer opening the FIFO would release the reader.
+    each_agent = 'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = claude ] && '
+    wait_for(lambda: agent_running(container, "claude"))
+    exec_in(container, each_agent + 'kill -STOP "${p#/proc/}"; done; true')
     try:
         code, out = exec_in(container, f"{fifo_all} && {report}")
         assert code == 0, out
@@ -257,6 +261,7 @@ def test_a_fifo_transcript_cannot_freeze_the_daemon(clauderon, repo, upstream):
             "for f in /workspace/.claude/projects/*/*.jsonl; do "
             'timeout 2 sh -c "echo >> $f"; done; true',
         )
+        exec_in(container, each_agent + 'kill -CONT "${p#/proc/}"; done; true')
 
 
 def _raw(socket_path: Path, method: str, path: str, body: object = None) -> tuple[int, bytes]:
