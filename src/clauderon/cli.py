@@ -356,7 +356,7 @@ def screen(name: str) -> None:
 
 @token_app.command("create")
 def token_create(name: str = typer.Option("default", "--name", help="A label for it.")) -> None:
-    """Make an API token for `clauderon daemon --listen` beyond loopback (shown once)."""
+    """Make an API token for `clauderon daemon --listen` (shown once)."""
     token = client().request("POST", "/api/tokens", json={"name": name})
     echo(token["token"])
     err(
@@ -564,7 +564,7 @@ def doctor() -> None:
 def daemon(
     ctx: typer.Context,
     listen: str | None = typer.Option(
-        None, "--listen", help="Also serve the API on HOST:PORT (tokens beyond loopback)."
+        None, "--listen", help="Also serve the API on HOST:PORT (every request needs a token, loopback too)."
     ),
 ) -> None:
     """Run the daemon in the foreground (with no subcommand)."""

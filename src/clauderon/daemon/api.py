@@ -27,7 +27,7 @@ from .. import __version__
 from ..backends import Progress
 from ..errors import ClauderonError, InvalidInput
 from ..models import CreateSessionRequest, DeleteResult, SessionView
-from .auth import new_token, over_unix_socket
+from .auth import OpenConnections, Principal, new_token, over_unix_socket
 from .manager import SessionManager
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,13 @@ async def _run(
     return StreamingResponse(lines(), media_type=NDJSON)
 
 
-def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI:
+def create_app(
+    manager: SessionManager,
+    shutdown: Callable[[], None],
+    connections: OpenConnections | None = None,
+) -> FastAPI:
+    """`connections`: what the TCP gate tracks per credential, so a revoked token's
+    requests and WebSockets are closed at once."""
     app = FastAPI(
         title="clauderon",
         version=__version__,
@@ -326,7 +332,8 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
         _local_only(request)
         if not manager.store.delete_token(token_id):
             raise ClauderonError(f"no token with id {token_id!r}", code="not_found", status=404)
-        return {"id": token_id, "status": "revoked"}
+        closed = connections.revoke(Principal("token", token_id)) if connections else 0
+        return {"id": token_id, "status": "revoked", "closed": str(closed)}
 
     # --- WebSockets ---------------------------------------------------------------------
 
