@@ -564,7 +564,9 @@ def doctor() -> None:
 def daemon(
     ctx: typer.Context,
     listen: str | None = typer.Option(
-        None, "--listen", help="Also serve the API on HOST:PORT (every request needs a token, loopback too)."
+        None,
+        "--listen",
+        help="Also serve the API on HOST:PORT (every request needs a token, loopback too).",
     ),
 ) -> None:
     """Run the daemon in the foreground (with no subcommand)."""

@@ -6,11 +6,16 @@ before its fix."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from .conftest import AGENTS_IMAGE, agent_running, exec_in, wait_for
 from .test_proxy import ANTHROPIC_KEY, GITHUB_TOKEN, QUIET, curl, routed_config
@@ -358,3 +363,107 @@ def test_the_terminal_gets_no_control_sequence_from_a_session(clauderon, repo, u
     assert "\x1b" not in as_json and "\\u001b]52" in as_json
     for command in ("logs", "attach"):
         assert "raw" in clauderon.run(command, "--help").stdout
+
+
+# --- the TCP listener: what a web page or another local user can send ------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _http(port: int, method: str, path: str, headers: dict[str, str], body: bytes = b""):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body or None, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+@pytest.fixture
+def listening(clauderon, repo, upstream):
+    """A session, and the daemon also listening on a loopback TCP port."""
+    clauderon.configure(routed_config(upstream), ANTHROPIC_API_KEY=ANTHROPIC_KEY)
+    port = _free_port()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "clauderon", "daemon", "--listen", f"127.0.0.1:{port}"],
+        env=clauderon.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: clauderon.run("daemon", "status", check=False).code == 0, 30)
+        created = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+        yield created, port
+    finally:
+        clauderon.run("daemon", "stop", check=False)
+        daemon.wait(timeout=60)
+
+
+def test_a_web_page_cannot_drive_the_daemon_on_loopback(clauderon, listening):
+    created, port = listening
+    name = created["name"]
+    # What any page can send: a cross-origin "simple" POST, no token.
+    status, _ = _http(
+        port,
+        "POST",
+        f"/api/sessions/{name}/stop",
+        {
+            "Content-Type": "text/plain",
+            "Origin": "http://evil.example",
+            "Host": f"127.0.0.1:{port}",
+        },
+        b"x",
+    )
+    assert status in (401, 403)
+    status, _ = _http(port, "POST", f"/api/sessions/{name}/stop", {"Content-Type": "text/plain"})
+    assert status == 401  # loopback asks for a token too
+    assert clauderon.run("list", "--json").json[0]["state"] == "running"
+    token = clauderon.run("token", "create", "--name", "web").stdout.strip()
+    bearer = {"Authorization": f"Bearer {token}"}
+    # DNS rebinding: a page whose name now points at 127.0.0.1, even with a token.
+    status, body = _http(port, "GET", "/api/sessions", {**bearer, "Host": f"evil.example:{port}"})
+    assert status == 403 and b"forbidden_host" in body and name.encode() not in body
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"{socket.gethostname()}:{port}"):
+        status, body = _http(port, "GET", "/api/sessions", {**bearer, "Host": host})
+        assert status == 200 and name.encode() in body, host
+    # WebSockets: the Origin is checked.
+    with (
+        pytest.raises((ConnectionClosed, InvalidStatus)),
+        ws_connect(
+            f"ws://127.0.0.1:{port}/ws/events?token={token}", origin="http://evil.example"
+        ) as ws,
+    ):
+        ws.recv(timeout=5)
+    with ws_connect(
+        f"ws://127.0.0.1:{port}/ws/events?token={token}", origin=f"http://localhost:{port}"
+    ) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "connected"
+    # The token in the URL never reaches the log.
+    assert token not in (clauderon.paths.logs / "daemon.log").read_text()
+
+
+def test_revoking_a_token_closes_what_it_opened(clauderon, listening):
+    created, port = listening
+    token = clauderon.run("token", "create", "--name", "console").stdout.strip()
+    token_id = clauderon.run("token", "list").stdout.split()[0]
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"ws://127.0.0.1:{port}"
+    with (
+        ws_connect(f"{url}/ws/events", additional_headers=headers) as events,
+        ws_connect(f"{url}/ws/console/{created['name']}?token={token}") as console,
+    ):
+        assert json.loads(events.recv(timeout=10))["type"] == "connected"
+        assert json.loads(console.recv(timeout=30))["type"] == "snapshot"
+        clauderon.run("token", "revoke", token_id)
+        for ws in (events, console):
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:  # whatever was queued, then the close
+                    ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        with pytest.raises(ConnectionClosed):
+            console.send(json.dumps({"type": "input", "data": "typed after revoke"}))
+            console.recv(timeout=5)
+    status, _ = _http(port, "GET", "/api/sessions", headers)
+    assert status == 401

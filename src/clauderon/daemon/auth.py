@@ -136,28 +136,45 @@ def names_this_machine(name: str, names: frozenset[str]) -> bool:
     return True
 
 
+@dataclass(eq=False)
+class _Open:
+    task: asyncio.Task[Any]
+    websocket: bool
+    send: Any
+
+
 class OpenConnections:
     """The requests and WebSockets in flight per principal, so that revoking a
     credential ends everything it opened."""
 
     def __init__(self) -> None:
-        self._open: dict[Principal, set[asyncio.Task[Any]]] = {}
+        self._open: dict[Principal, set[_Open]] = {}
+        self._ending: set[asyncio.Task[None]] = set()
 
-    def add(self, principal: Principal, task: asyncio.Task[Any]) -> None:
-        self._open.setdefault(principal, set()).add(task)
+    def add(self, principal: Principal, entry: _Open) -> None:
+        self._open.setdefault(principal, set()).add(entry)
 
-    def discard(self, principal: Principal, task: asyncio.Task[Any]) -> None:
-        tasks = self._open.get(principal)
-        if tasks is not None:
-            tasks.discard(task)
-            if not tasks:
+    def discard(self, principal: Principal, entry: _Open) -> None:
+        entries = self._open.get(principal)
+        if entries is not None:
+            entries.discard(entry)
+            if not entries:
                 del self._open[principal]
 
     def revoke(self, principal: Principal) -> int:
-        tasks = self._open.pop(principal, set())
-        for task in tasks:
-            task.cancel(msg="revoked")
-        return len(tasks)
+        entries = self._open.pop(principal, set())
+        for entry in entries:
+            ending = asyncio.ensure_future(self._end(entry))
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
+        return len(entries)
+
+    @staticmethod
+    async def _end(entry: _Open) -> None:
+        if entry.websocket:  # say why first (4401), then stop the handler
+            with contextlib.suppress(Exception):
+                await entry.send({"type": "websocket.close", "code": 4401})
+        entry.task.cancel(msg="revoked")
 
 
 class Refusal(Exception):
@@ -219,20 +236,16 @@ class TokenGate:
             await self.app(scope, receive, send)
             return
         task = asyncio.ensure_future(self.app(scope, receive, send))
-        self.connections.add(principal, task)
+        entry = _Open(task, scope["type"] == "websocket", send)
+        self.connections.add(principal, entry)
         try:
             await task
         except asyncio.CancelledError:
             if task.cancelled() and not _current_cancelled():
-                # Revoked: end the WebSocket with a clear code (an HTTP response simply
-                # stops; the server closes the connection).
-                if scope["type"] == "websocket":
-                    with contextlib.suppress(Exception):
-                        await send({"type": "websocket.close", "code": 4401})
-                return
+                return  # revoked: the WebSocket was closed with 4401; a response just stops
             raise
         finally:
-            self.connections.discard(principal, task)
+            self.connections.discard(principal, entry)
 
 
 def _current_cancelled() -> bool:
