@@ -127,6 +127,8 @@ class SessionProxy:
         self._hook_flows: dict[str, int] = {}
         self._local: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._restore_address: dict[str, tuple[str, int]] = {}
+        self._forms: tuple[tuple[str, ...], list[bytes]] = ((), [])
+        self._upstream_targets = policy.upstream_targets()
 
     # --- attribution ----------------------------------------------------------------
 
@@ -382,7 +384,7 @@ class SessionProxy:
         # Whatever an upstream echoes (an error body, a WWW-Authenticate value), the
         # session gets placeholders, never a real secret: headers now, the body as it
         # streams through (server-sent events still arrive as they come).
-        scrubber = SecretScrubber(secret_forms(self.credentials.secret_values(), self.policy.rules))
+        scrubber = SecretScrubber(self._secret_forms())
         headers = flow.response.headers
         for name, value in list(headers.items(multi=True)):
             clean = scrubber.scrub(value.encode("utf-8", "surrogateescape"))
@@ -420,6 +422,12 @@ class SessionProxy:
         if policy is not None:
             self.directory.model_calls(policy, -1)
 
+    def _secret_forms(self) -> list[bytes]:
+        values = tuple(self.credentials.secret_values())
+        if self._forms[0] != values:  # a refresh changed a token: recompute once
+            self._forms = (values, secret_forms(values, self.policy.rules))
+        return self._forms[1]
+
     # --- where the proxy connects -----------------------------------------------------
 
     def _local_addresses(self) -> frozenset[str]:
@@ -431,7 +439,7 @@ class SessionProxy:
 
     def _local_target(self, host: str, port: int) -> bool:
         """A destination that names this machine outright (an address or `localhost`)."""
-        if (host.lower(), port) in self.policy.upstream_targets():
+        if (host.lower(), port) in self._upstream_targets:
             return False
         name = host.lower().rstrip(".")
         if name == "localhost" or name.endswith(".localhost"):
@@ -453,7 +461,7 @@ class SessionProxy:
         host, port = server.address
         if server.sni is None or server.sni != host:
             server.sni = host
-        if (host.lower(), port) in self.policy.upstream_targets():
+        if (host.lower(), port) in self._upstream_targets:
             return
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
