@@ -6,7 +6,6 @@ import pyte
 import pytest
 
 from clauderon.backends import ContainerStatus
-from clauderon.daemon.auth import is_loopback
 from clauderon.daemon.console import render
 from clauderon.daemon.manager import reconcile_due
 from clauderon.daemon.status import (
@@ -127,20 +126,6 @@ def test_render_redraws_the_screen():
     assert again.buffer[0][0].fg == "red" and again.buffer[0][0].bold
     assert again.buffer[1][0].fg == "010203"
     assert (again.cursor.x, again.cursor.y) == (screen.cursor.x, screen.cursor.y)
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("::1", True),
-        ("localhost", True),
-        ("0.0.0.0", False),
-        ("192.168.1.5", False),
-    ],
-)
-def test_loopback(host, loopback):
-    assert is_loopback(host) is loopback
 
 
 def _transcript_dir(worktree, name="-workspace"):
