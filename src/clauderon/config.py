@@ -4,7 +4,8 @@ All Docker settings are CLI flags; this file only shapes the credential proxy:
 
     [proxy]
     port = 18100                  # on the sessions network's gateway address
-    allow = ["internal.example.com", "*.corp.example"]   # added to the default allowlist
+    allow = ["internal.example.com", "*.corp.example", "git.corp.example:2222"]  # + defaults
+                                      # (a host is reachable on 80/443; host:port for others)
     # allowlist = [...]           # replaces the default allowlist instead
 
     [proxy.rules."api.example.com"]   # inject a credential for another host
