@@ -746,7 +746,21 @@ class SessionManager:
             session = self._get(name)
             if session.status == SessionStatus.CREATING:
                 raise Conflict(f"session {name!r} is still being created")
-            saved_ref = await blocking(self._secure_work, session, force)
+            if not force:  # refuse before touching the agent
+                await blocking(self._secure_work, session, False)
+            # Stop the agent before the final check and save: a commit it made after them
+            # would be lost with the worktree.
+            was_running = False
+            if session.container:
+                status = await blocking(self.backend.inspect, session.container)
+                was_running = status is not None and status.state == "running"
+                await blocking(self.backend.stop, session.container)
+            try:
+                saved_ref = await blocking(self._secure_work, session, force)
+            except WouldLoseWork:  # the agent made work in between: leave it running
+                if was_running and session.container:
+                    await blocking(self.backend.start, session.container)
+                raise
             session.status = SessionStatus.DELETING
             self._save(session, "session_deleting")
             self.consoles.forget(name)
@@ -800,10 +814,10 @@ class SessionManager:
         if repo.is_dir():
             self._remove_worktree(session)
             git.delete_branch(repo, session.branch)
-        elif Path(session.worktree).exists():
-            shutil.rmtree(session.worktree)
-        shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
-        shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
+        else:
+            git.remove_tree(Path(session.worktree))
+        git.remove_tree(self.paths.session_dir(session.name))
+        git.remove_tree(self.paths.uploads / session.id)
 
     # --- consoles -------------------------------------------------------------------
 
@@ -1039,16 +1053,32 @@ class SessionManager:
         the proxy up for the sessions that run."""
         for session in self.store.list_sessions():
             self.directory.register(session)
-            if session.status == SessionStatus.CREATING:
-                log.info("rolling back unfinished creation of %s", session.name)
-                await self._rollback_stale_creation(session)
-            elif session.status == SessionStatus.DELETING:
-                # Its work was secured before it was marked deleting: finish the delete.
-                log.info("finishing interrupted delete of %s", session.name)
-                await blocking(self.backend.remove, container_name(session.name))
-                await blocking(self._remove_files, session)
-                self.store.delete_session(session.id)
+            try:
+                if session.status == SessionStatus.CREATING:
+                    log.info("rolling back unfinished creation of %s", session.name)
+                    await self._rollback_stale_creation(session)
+                elif session.status == SessionStatus.DELETING:
+                    await self._finish_delete(session)
+            except Exception as exc:  # one session's trouble never keeps the daemon down
+                log.exception("could not finish what was under way on %s", session.name)
+                session.status = SessionStatus.FAILED
+                session.error = (
+                    f"an interrupted operation could not be finished ({exc}); run "
+                    f"`clauderon delete --force {session.name}` again"
+                )
+                self._save(session, "session_failed", error=session.error)
         await self.ensure_proxy()
+
+    async def _finish_delete(self, session: Session) -> None:
+        """A delete the previous daemon did not finish. Its work was secured before it was
+        marked deleting, but the agent may have committed since: stop it and save again."""
+        log.info("finishing interrupted delete of %s", session.name)
+        name = session.container or container_name(session.name)
+        await blocking(self.backend.stop, name)
+        await blocking(self._secure_work, session, True)
+        await blocking(self.backend.remove, name)
+        await blocking(self._remove_files, session)
+        self.store.delete_session(session.id)
 
     def _locks_held(self) -> set[str]:
         return {name for name, lock in self._locks.items() if lock.locked()}

@@ -1,0 +1,79 @@
+"""Never lose work under races and faults (issue 10's reproductions, on the real engine)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+import pytest
+
+from .conftest import AGENTS_IMAGE, git, wait_for
+
+pytestmark = pytest.mark.docker
+
+QUIET = ("--env", "ANTHROPIC_BASE_URL=http://127.0.0.1:9")
+
+
+def reachable_from_saved(repo, session: str, commit: str) -> bool:
+    refs = git("for-each-ref", "--format=%(refname)", f"refs/clauderon/{session}/", cwd=repo)
+    return any(
+        subprocess.run(
+            ["git", "merge-base", "--is-ancestor", commit, ref], cwd=repo, check=False
+        ).returncode
+        == 0
+        for ref in refs.split()
+    )
+
+
+def test_delete_force_keeps_the_newest_commit_of_an_agent_committing_in_a_loop(clauderon, repo):
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "busy", *QUIET)
+    container = clauderon.container(session)
+    loop = (
+        "echo 0 > loop.txt && git add loop.txt && git commit -qm first && "
+        "while true; do git commit -q --allow-empty -m next && git rev-parse HEAD; done"
+    )
+    printed: list[str] = []
+    proc = subprocess.Popen(
+        [
+            "docker",
+            "exec",
+            "-u",
+            container.attrs["Config"]["User"],
+            "-w",
+            "/workspace",
+            container.name,
+            "sh",
+            "-c",
+            loop,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    reader = threading.Thread(target=lambda: printed.extend(proc.stdout), daemon=True)
+    reader.start()
+    wait_for(lambda: len(printed) >= 5, timeout=60)
+    result = clauderon.run("delete", "--force", "busy")
+    assert "refs/clauderon/busy/" in result.stdout
+    proc.wait(timeout=30)
+    reader.join(timeout=10)
+    newest = printed[-1].strip()
+    assert reachable_from_saved(repo, "busy", newest), (newest, len(printed))
+
+
+def test_delete_force_removes_a_read_only_tree_the_agent_made(clauderon, repo):
+    """Go's module cache under HOME=/workspace is read-only by design."""
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "gomod", *QUIET)
+    code, output = clauderon.container(session).exec_run(
+        [
+            "sh",
+            "-c",
+            "mkdir -p go/pkg/mod/x@v1 && echo m > go/pkg/mod/x@v1/go.mod && chmod -R a-w go",
+        ],
+        user=clauderon.container(session).attrs["Config"]["User"],
+        workdir="/workspace",
+    )
+    assert code == 0, output
+    clauderon.run("delete", "--force", "gomod")
+    assert clauderon.leftovers(repo)["worktrees"] == []
+    assert clauderon.sessions() == []
