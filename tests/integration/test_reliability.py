@@ -77,3 +77,27 @@ def test_delete_force_removes_a_read_only_tree_the_agent_made(clauderon, repo):
     clauderon.run("delete", "--force", "gomod")
     assert clauderon.leftovers(repo)["worktrees"] == []
     assert clauderon.sessions() == []
+
+
+def test_a_recovery_that_fails_never_keeps_the_daemon_down(clauderon, repo):
+    """A delete cut off by a dying daemon, which start-up cannot finish (a stale ref lock
+    left by a crashed git): the daemon still serves the other sessions."""
+    import sqlite3
+
+    clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "stuck", *QUIET)
+    clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "fine", *QUIET)
+    clauderon.run("daemon", "stop")
+    with sqlite3.connect(clauderon.home / "db.sqlite") as db:
+        db.execute(
+            "UPDATE sessions SET status = 'deleting', "
+            "data = json_set(data, '$.status', 'deleting') WHERE name = 'stuck'"
+        )
+    lock = repo / ".git" / "refs" / "heads" / "stuck.lock"
+    lock.write_text("")
+    sessions = {s["name"]: s for s in clauderon.sessions()}
+    assert sessions["fine"]["state"] == "running"
+    assert sessions["stuck"]["status"] == "failed"
+    assert "delete --force stuck" in sessions["stuck"]["error"]
+    lock.unlink()
+    clauderon.run("delete", "--force", "stuck")
+    assert [s["name"] for s in clauderon.sessions()] == ["fine"]
