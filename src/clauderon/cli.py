@@ -514,6 +514,8 @@ def _print_reconcile(report: dict[str, Any]) -> None:
         lines.append(f"Rolled back the unfinished creation of {name}")
     for name in report["recreated"]:
         lines.append(f"Recreated the missing container of {name}")
+    for name in report.get("restarted", []):
+        lines.append(f"Restarted the agent of {name}, which had stopped on its own")
     for name in report["adopted"]:
         lines.append(f"Took back the running container of {name}")
     for name in report["gave_up"]:

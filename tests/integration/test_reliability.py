@@ -101,3 +101,16 @@ def test_a_recovery_that_fails_never_keeps_the_daemon_down(clauderon, repo):
     lock.unlink()
     clauderon.run("delete", "--force", "stuck")
     assert [s["name"] for s in clauderon.sessions()] == ["fine"]
+
+
+def test_a_killed_container_is_restarted_by_reconcile(clauderon, repo):
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "killed", *QUIET)
+    container = clauderon.container(session)
+    container.kill()
+    wait_for(lambda: (container.reload(), container.status)[1] == "exited", timeout=30)
+    assert clauderon.sessions()[0]["state"] == "exited"
+    report = clauderon.run("reconcile").stdout
+    assert "Restarted the agent of killed" in report
+    container.reload()
+    assert container.status == "running"
+    assert clauderon.sessions()[0]["state"] == "running"

@@ -932,6 +932,7 @@ class SessionManager:
         visible error. Worktrees are never deleted here."""
         report: dict[str, list[Any]] = {
             "recreated": [],
+            "restarted": [],
             "failed": [],
             "gave_up": [],
             "adopted": [],
@@ -962,6 +963,15 @@ class SessionManager:
                     self._save(session, "worktree_missing")
                 report["missing_worktrees"].append(session.name)
                 continue
+            if (
+                found is not None
+                and session.status == SessionStatus.RUNNING
+                and found.state in ("exited", "dead", "created")
+                and not session.print_mode
+                and session.container == found.name
+            ):  # the agent died unasked (`docker kill`, OOM): the engine will not restart it
+                await self._recover(session, progress, manual, report, restart=True)
+                continue
             if found is not None and session.status in (
                 SessionStatus.RUNNING,
                 SessionStatus.STOPPED,
@@ -991,9 +1001,15 @@ class SessionManager:
         return report
 
     async def _recover(
-        self, session: Session, progress: Progress, manual: bool, report: dict[str, list[Any]]
+        self,
+        session: Session,
+        progress: Progress,
+        manual: bool,
+        report: dict[str, list[Any]],
+        restart: bool = False,
     ) -> None:
-        """Recreate the missing container of a session that should run."""
+        """Recreate the missing container of a session that should run (or, with
+        `restart`, start its dead one again), with the same backoff either way."""
         now = utcnow()
         if not manual:
             if session.last_reconcile_at is None:
@@ -1004,11 +1020,14 @@ class SessionManager:
                 return
         try:
             async with self._lock(session.name):
-                await self._recreate(session, progress)
+                if restart and session.container:
+                    await blocking(self.backend.start, session.container)
+                else:
+                    await self._recreate(session, progress)
                 session.reconcile_attempts, session.last_reconcile_at = 0, None
                 session.error = None
-                self._save(session, "session_recreated")
-            report["recreated"].append(session.name)
+                self._save(session, "session_restarted" if restart else "session_recreated")
+            report["restarted" if restart else "recreated"].append(session.name)
         except ClauderonError as exc:
             session.reconcile_attempts += 1
             session.last_reconcile_at = now
