@@ -32,6 +32,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from clauderon.container import container_name
 from clauderon.paths import Paths
 
 IMAGE = "clauderon-agents:bookworm"
@@ -345,7 +346,7 @@ class BenchHome:
 
     def force_remove(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
-            docker_client().containers.get(f"clauderon-{name}").remove(force=True)
+            docker_client().containers.get(container_name(name, self.instance)).remove(force=True)
         worktree = self.paths.worktree(name)
         if worktree.exists():
             git(self.repo, "worktree", "remove", "--force", "--force", str(worktree), check=False)

@@ -36,8 +36,10 @@ CA_ENV = (
 RESERVED_ENV_PREFIX = "CLAUDERON_"
 
 
-def container_name(session_name: str) -> str:
-    return f"clauderon-{session_name}"
+def container_name(session_name: str, instance: str) -> str:
+    """`clauderon-<session>-<home>`: two homes (two users, or a test's) can both have a
+    session `fix-bug` without their containers' names colliding."""
+    return f"clauderon-{session_name}-{instance[:6]}"
 
 
 def session_labels(paths: Paths, session: Session) -> dict[str, str]:
@@ -136,7 +138,7 @@ def build_container_spec(
         "CLAUDERON_SKIP_PERMISSIONS": "0" if session.ask_permissions else "1",
     }
     return ContainerSpec(
-        name=container_name(session.name),
+        name=container_name(session.name, paths.instance),
         image=session.image,
         command=["/bin/sh", "-c", entrypoint_script(), "clauderon-entrypoint"],
         workdir=session.workdir,

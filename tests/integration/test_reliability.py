@@ -114,3 +114,28 @@ def test_a_killed_container_is_restarted_by_reconcile(clauderon, repo):
     container.reload()
     assert container.status == "running"
     assert clauderon.sessions()[0]["state"] == "running"
+
+
+def test_two_homes_never_touch_each_others_containers(clauderon, repo, tmp_path, docker_client):
+    from clauderon.backends.docker import DockerBackend
+
+    from .conftest import Clauderon
+
+    other = Clauderon(tmp_path / "other-home", docker_client)
+    try:
+        mine = clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "xh", *QUIET)
+        # The same session name in another home (another user, a test): before, both
+        # wanted `clauderon-xh`, the second creation failed on the name and its undo
+        # removed the first home's running container.
+        their_repo = tmp_path / "their-repo"
+        git("clone", "-q", str(repo), str(their_repo), cwd=tmp_path)
+        theirs = other.create(their_repo, "--image", AGENTS_IMAGE, "--name", "xh", *QUIET)
+        assert theirs["container"] != mine["container"]
+        other.run("delete", "--force", "xh")
+        # Nor does any backend call of the other home reach it by name.
+        DockerBackend(other.paths.instance, docker_client).remove(mine["container"])
+        container = clauderon.container(mine)
+        container.reload()
+        assert container.status == "running"
+    finally:
+        other.cleanup()

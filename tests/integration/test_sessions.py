@@ -29,7 +29,7 @@ def test_create_builds_the_container_of_the_contract(clauderon, repo):
     )
     assert session["status"] == "running"
     assert session["name"] == session["branch"]
-    assert session["container"] == f"clauderon-{session['name']}"
+    assert session["container"] == f"clauderon-{session['name']}-{clauderon.paths.instance[:6]}"
     worktree = Path(session["worktree"])
     assert worktree == clauderon.paths.worktrees / session["name"]
     assert git("rev-parse", "--abbrev-ref", "HEAD", cwd=worktree) == session["name"]

@@ -48,7 +48,7 @@ def build(session: Session, agent: str = "claude", provided: ProvidedAgent | Non
 
 def test_identity_limits_and_labels():
     spec = build(make_session())
-    assert spec.name == "clauderon-fix-bug-a1b2"
+    assert spec.name == f"clauderon-fix-bug-a1b2-{Paths(Path('/home/u/.clauderon')).instance[:6]}"
     assert spec.user == "1000:1001"
     assert spec.cpu_limit == 1.5
     assert spec.memory_limit == 512 * 1024**2

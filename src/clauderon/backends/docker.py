@@ -483,7 +483,12 @@ class DockerBackend:
         return container.id
 
     def _container(self, name: str):
-        return self._call(self.client.containers.get, name)
+        """The container of this name, only if this home made it: another home's (or
+        anyone else's) container is never started, stopped or removed from here."""
+        container = self._call(self.client.containers.get, name)
+        if (container.labels or {}).get("clauderon.instance") != self.instance:
+            raise docker.errors.NotFound(f"{name} belongs to another clauderon home")
+        return container
 
     def start(self, name: str) -> None:
         try:

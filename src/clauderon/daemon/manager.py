@@ -317,6 +317,11 @@ class SessionManager:
             Path(session.git_common_dir) if session.git_common_dir else None,
         )
 
+    def _container_name(self, session: Session) -> str:
+        """The session's container: the recorded one (older sessions keep their name), or
+        the name this home gives it."""
+        return session.container or container_name(session.name, self.paths.instance)
+
     def _labels(self) -> dict[str, str]:
         return {"clauderon.managed": "true", "clauderon.instance": self.paths.instance}
 
@@ -574,9 +579,9 @@ class SessionManager:
                 (repo.common_dir / "hooks").mkdir(exist_ok=True)  # bound read-only inside
                 self._save(session)
 
-                report(f"Starting container {container_name(session.name)}")
-                session.container = container_name(session.name)
-                undo.add("container", lambda: self.backend.remove(container_name(session.name)))
+                report(f"Starting container {self._container_name(session)}")
+                session.container = self._container_name(session)
+                undo.add("container", lambda: self.backend.remove(self._container_name(session)))
                 await self._start_container(session, agent, provided)
 
                 report("Session running")
@@ -657,10 +662,9 @@ class SessionManager:
                 code="worktree_missing",
                 status=409,
             )
-        name = container_name(session.name)
         self.consoles.forget(session.name)
-        await blocking(self.backend.remove, name)
-        session.container = name
+        await blocking(self.backend.remove, self._container_name(session))
+        session.container = container_name(session.name, self.paths.instance)
         await self._start_container(session, agent, provided)
         return warning
 
@@ -719,7 +723,7 @@ class SessionManager:
                 await self._recreate(session, progress)
             except BaseException:
                 session.container = None
-                await blocking(self.backend.remove, container_name(session.name))
+                await blocking(self.backend.remove, self._container_name(session))
                 raise
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running")
@@ -765,7 +769,7 @@ class SessionManager:
             self._save(session, "session_deleting")
             self.consoles.forget(name)
             try:
-                await blocking(self.backend.remove, container_name(session.name))
+                await blocking(self.backend.remove, self._container_name(session))
                 await blocking(self._remove_files, session)
             except Exception as exc:
                 session.status, session.error = SessionStatus.FAILED, f"delete failed: {exc}"
@@ -887,7 +891,9 @@ class SessionManager:
 
     async def cache_report(self) -> list[dict[str, Any]]:
         volumes = await blocking(self.backend.cache_volumes, list(CACHE_VOLUMES))
-        sessions_by_container = {container_name(s.name): s.name for s in self.store.list_sessions()}
+        sessions_by_container = {
+            self._container_name(s): s.name for s in self.store.list_sessions()
+        }
         return [
             {
                 "name": v.name,
@@ -1092,7 +1098,7 @@ class SessionManager:
         """A delete the previous daemon did not finish. Its work was secured before it was
         marked deleting, but the agent may have committed since: stop it and save again."""
         log.info("finishing interrupted delete of %s", session.name)
-        name = session.container or container_name(session.name)
+        name = self._container_name(session)
         await blocking(self.backend.stop, name)
         await blocking(self._secure_work, session, True)
         await blocking(self.backend.remove, name)
@@ -1103,7 +1109,7 @@ class SessionManager:
         return {name for name, lock in self._locks.items() if lock.locked()}
 
     async def _rollback_stale_creation(self, session: Session) -> None:
-        await blocking(self.backend.remove, container_name(session.name))
+        await blocking(self.backend.remove, self._container_name(session))
         repo = Path(session.repo)
         if repo.is_dir():
             await blocking(self._remove_worktree, session)
