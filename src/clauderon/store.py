@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import Conflict
+from .errors import Conflict, StoreUnwritable
 from .models import Session, utcnow
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry.
@@ -66,6 +66,7 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
         self.migrate()
+        self.check_writable()
 
     @property
     def schema_version(self) -> int:
@@ -85,6 +86,27 @@ class Store:
                         if statement.strip():
                             self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version = {number}")
+
+    def check_writable(self) -> None:
+        """Raise StoreUnwritable unless a write would succeed now (nothing is changed).
+
+        Called before any change to a session acts on its container or files, so that an
+        operation never happens without being recorded. A store read-only when the daemon
+        started stays so for that process (SQLite keeps the read-only handles), so the
+        daemon does not start then; the next command starts it once the store is fixed."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                version = self.schema_version
+                self._db.execute(f"PRAGMA user_version = {version}")
+            except sqlite3.Error as exc:
+                raise StoreUnwritable(
+                    f"the store {self.path} cannot be written ({exc}): make it writable "
+                    f"(chmod u+w {self.path}*) or free disk space, then run the command again"
+                ) from None
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

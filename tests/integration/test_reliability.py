@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 
@@ -139,3 +140,22 @@ def test_two_homes_never_touch_each_others_containers(clauderon, repo, tmp_path,
         assert container.status == "running"
     finally:
         other.cleanup()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_a_read_only_store_stops_nothing_and_recovers(clauderon, repo):
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "rostore", *QUIET)
+    clauderon.run("daemon", "stop")
+    files = list(clauderon.home.glob("db.sqlite*"))
+    for f in files:
+        f.chmod(0o444)
+    result = clauderon.run("stop", "rostore", check=False)
+    assert result.code == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cannot be written" in result.stderr and "chmod u+w" in result.stderr
+    container = clauderon.container(session)
+    assert container.status == "running"  # nothing acted without being recorded
+    for f in clauderon.home.glob("db.sqlite*"):
+        f.chmod(0o644)
+    clauderon.run("stop", "rostore")
+    assert clauderon.sessions()[0]["status"] == "stopped"

@@ -147,6 +147,13 @@ class SessionManager:
             raise session_not_found(name)
         return session
 
+    def _get_to_change(self, name: str) -> Session:
+        """The record, read again under the session's lock, once the store is known to
+        take the change: nothing acts on a container or a worktree that it cannot record."""
+        session = self._get(name)
+        self.store.check_writable()
+        return session
+
     def _save(self, session: Session, event: str | None = None, **payload: Any) -> Session:
         self.store.save_session(session)
         if event:
@@ -304,7 +311,7 @@ class SessionManager:
                 f"unknown access mode {mode!r}: use read-write or read-only"
             ) from None
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             session.access_mode = access_mode
             self.directory.update(session)  # applies to the next request
             return self._save(session, "access_mode_changed", access_mode=access_mode.value)
@@ -676,7 +683,7 @@ class SessionManager:
 
     async def stop(self, name: str) -> Session:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             self._require(session, SessionStatus.RUNNING, SessionStatus.STOPPED)
             if session.container:
                 await blocking(self.backend.stop, session.container)
@@ -686,7 +693,7 @@ class SessionManager:
 
     async def start(self, name: str, progress: Progress) -> Session:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             self._require(
                 session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
             )
@@ -704,7 +711,7 @@ class SessionManager:
 
     async def archive(self, name: str) -> Session:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             self._require(
                 session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
             )
@@ -717,7 +724,7 @@ class SessionManager:
 
     async def unarchive(self, name: str, progress: Progress) -> Session:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             self._require(session, SessionStatus.ARCHIVED)
             try:
                 await self._recreate(session, progress)
@@ -730,7 +737,7 @@ class SessionManager:
 
     async def refresh(self, name: str, progress: Progress) -> tuple[Session, str | None]:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             if session.status == SessionStatus.ARCHIVED:
                 raise Conflict(f"session {name!r} is archived: `clauderon unarchive {name}` first")
             self._require(
@@ -747,7 +754,7 @@ class SessionManager:
 
     async def delete(self, name: str, force: bool) -> DeleteResult:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             if session.status == SessionStatus.CREATING:
                 raise Conflict(f"session {name!r} is still being created")
             if not force:  # refuse before touching the agent
