@@ -55,6 +55,11 @@ MIGRATIONS: list[str] = [
 ]
 
 
+# Fields written by reports that arrive at any moment (agent hooks), never by a whole
+# record save.
+LIVE_FIELDS = ("agent_status", "agent_status_at")
+
+
 class Store:
     def __init__(self, path: Path):
         self.path = path
@@ -145,8 +150,16 @@ class Store:
             raise Conflict(f"a session named {session.name!r} already exists") from exc
 
     def save_session(self, session: Session) -> Session:
+        """Save the record, except its live fields (LIVE_FIELDS), which only
+        `update_live_fields` writes: a record read before an agent's hook report must not
+        undo that report when it is saved."""
         session.updated_at = utcnow()
         with self._transaction() as db:
+            row = db.execute("SELECT data FROM sessions WHERE id = ?", (session.id,)).fetchone()
+            if row is not None:
+                stored = Session.model_validate_json(row["data"])
+                for field in LIVE_FIELDS:
+                    setattr(session, field, getattr(stored, field))
             db.execute(
                 "UPDATE sessions SET name = ?, status = ?, data = ?, updated_at = ? WHERE id = ?",
                 (
@@ -158,6 +171,16 @@ class Store:
                 ),
             )
         return session
+
+    def update_live_fields(self, session: Session) -> None:
+        """Write only the live fields of `session` (reports that arrive at any time)."""
+        values = session.model_dump(mode="json", include=set(LIVE_FIELDS))
+        with self._transaction() as db:
+            row = db.execute("SELECT data FROM sessions WHERE id = ?", (session.id,)).fetchone()
+            if row is None:
+                return
+            data = {**json.loads(row["data"]), **values}
+            db.execute("UPDATE sessions SET data = ? WHERE id = ?", (json.dumps(data), session.id))
 
     def delete_session(self, session_id: str) -> None:
         with self._transaction() as db:

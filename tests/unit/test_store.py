@@ -96,3 +96,20 @@ def test_check_writable_changes_nothing(tmp_path):
     store.check_writable()
     assert store.schema_version == version
     assert not store._db.in_transaction
+
+
+def test_saving_a_record_read_before_a_hook_report_keeps_the_report(tmp_path):
+    from clauderon.models import AgentStatus, utcnow
+
+    store = Store(tmp_path / "db.sqlite")
+    store.insert_session(session("a"))
+    stale = store.get_session("a")  # an operation read the record…
+    report = store.get_session("a")
+    report.agent_status, report.agent_status_at = AgentStatus.WAITING_INPUT, utcnow()
+    store.update_live_fields(report)  # …a hook reported meanwhile…
+    stale.status = SessionStatus.RUNNING
+    store.save_session(stale)  # …and the operation saved its change
+    saved = store.get_session("a")
+    assert saved.status == SessionStatus.RUNNING
+    assert saved.agent_status == AgentStatus.WAITING_INPUT
+    assert stale.agent_status == AgentStatus.WAITING_INPUT  # the caller sees it too

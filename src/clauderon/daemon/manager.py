@@ -193,7 +193,8 @@ class SessionManager:
             return
         previous = session.agent_status
         session.agent_status, session.agent_status_at = status, utcnow()
-        self.store.save_session(session)
+        # Only these fields: a whole-record save would race with an operation in progress.
+        self.store.update_live_fields(session)
         if status != previous:
             self.store.add_event(session, "agent_status", {"agent_status": status.value})
             self._publish(
@@ -959,47 +960,18 @@ class SessionManager:
         sessions = self.store.list_sessions()
         by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
         owned = set()
-        for session in sessions:
-            found = by_id.get(session.id)
+        for snapshot in sessions:
+            found = by_id.get(snapshot.id)
             if found is not None:
                 owned.add(found.name)
-            if session.status == SessionStatus.CREATING and session.name not in self._locks_held():
-                # A creation that never finished (the daemon died): undo it.
-                await self._rollback_stale_creation(session)
-                report["rolled_back"].append(session.name)
-                continue
-            if session.name in self._locks_held():
+            lock = self._lock(snapshot.name)
+            if lock.locked():
                 continue  # an operation is under way on it
-            if not Path(session.worktree).is_dir():
-                if session.error != WORKTREE_MISSING:
-                    session.error = WORKTREE_MISSING
-                    self._save(session, "worktree_missing")
-                report["missing_worktrees"].append(session.name)
-                continue
-            if (
-                found is not None
-                and session.status == SessionStatus.RUNNING
-                and found.state in ("exited", "dead", "created")
-                and not session.print_mode
-                and session.container == found.name
-            ):  # the agent died unasked (`docker kill`, OOM): the engine will not restart it
-                await self._recover(session, progress, manual, report, restart=True)
-                continue
-            if found is not None and session.status in (
-                SessionStatus.RUNNING,
-                SessionStatus.STOPPED,
-            ):
-                if session.container != found.name or (
-                    session.status == SessionStatus.STOPPED and found.state == "running"
-                ):  # its container lives on: take it back
-                    session.container = found.name
-                    if found.state == "running":
-                        session.status = SessionStatus.RUNNING
-                    self._save(session, "session_adopted")
-                    report["adopted"].append(session.name)
-                continue
-            if session.status == SessionStatus.RUNNING and found is None:
-                await self._recover(session, progress, manual, report)
+            async with lock:  # lock, read again, change, save
+                session = self.store.get_session(snapshot.name)
+                if session is None or session.id != snapshot.id:
+                    continue  # deleted (or replaced) since the snapshot
+                await self._reconcile_one(session, found, progress, manual, report)
         for name in containers:
             if name not in owned:
                 report["orphan_containers"].append(name)
@@ -1013,6 +985,52 @@ class SessionManager:
             )
         return report
 
+    async def _reconcile_one(
+        self,
+        session: Session,
+        found: ContainerStatus | None,
+        progress: Progress,
+        manual: bool,
+        report: dict[str, list[Any]],
+    ) -> None:
+        """One session's reconcile decision (its lock held, its record fresh)."""
+        if session.status == SessionStatus.CREATING:
+            # Not locked, so no creation of this daemon: one that never finished (the
+            # daemon died). Undo it.
+            await self._rollback_stale_creation(session)
+            report["rolled_back"].append(session.name)
+            return
+        if not Path(session.worktree).is_dir():
+            if session.error != WORKTREE_MISSING:
+                session.error = WORKTREE_MISSING
+                self._save(session, "worktree_missing")
+            report["missing_worktrees"].append(session.name)
+            return
+        if (
+            found is not None
+            and session.status == SessionStatus.RUNNING
+            and found.state in ("exited", "dead", "created")
+            and not session.print_mode
+            and session.container == found.name
+        ):  # the agent died unasked (`docker kill`, OOM): the engine will not restart it
+            await self._recover(session, progress, manual, report, restart=True)
+            return
+        if found is not None and session.status in (
+            SessionStatus.RUNNING,
+            SessionStatus.STOPPED,
+        ):
+            if session.container != found.name or (
+                session.status == SessionStatus.STOPPED and found.state == "running"
+            ):  # its container lives on: take it back
+                session.container = found.name
+                if found.state == "running":
+                    session.status = SessionStatus.RUNNING
+                self._save(session, "session_adopted")
+                report["adopted"].append(session.name)
+            return
+        if session.status == SessionStatus.RUNNING and found is None:
+            await self._recover(session, progress, manual, report)
+
     async def _recover(
         self,
         session: Session,
@@ -1022,24 +1040,24 @@ class SessionManager:
         restart: bool = False,
     ) -> None:
         """Recreate the missing container of a session that should run (or, with
-        `restart`, start its dead one again), with the same backoff either way."""
+        `restart`, start its dead one again), with the same backoff either way. The
+        caller holds the session's lock."""
         now = utcnow()
         if not manual:
             if session.last_reconcile_at is None:
                 session.last_reconcile_at = now  # first seen missing: the clock starts
-                self.store.save_session(session)
+                self._save(session)
                 return
             if not reconcile_due(session.reconcile_attempts, session.last_reconcile_at, now):
                 return
         try:
-            async with self._lock(session.name):
-                if restart and session.container:
-                    await blocking(self.backend.start, session.container)
-                else:
-                    await self._recreate(session, progress)
-                session.reconcile_attempts, session.last_reconcile_at = 0, None
-                session.error = None
-                self._save(session, "session_restarted" if restart else "session_recreated")
+            if restart and session.container:
+                await blocking(self.backend.start, session.container)
+            else:
+                await self._recreate(session, progress)
+            session.reconcile_attempts, session.last_reconcile_at = 0, None
+            session.error = None
+            self._save(session, "session_restarted" if restart else "session_recreated")
             report["restarted" if restart else "recreated"].append(session.name)
         except ClauderonError as exc:
             session.reconcile_attempts += 1
@@ -1111,9 +1129,6 @@ class SessionManager:
         await blocking(self.backend.remove, name)
         await blocking(self._remove_files, session)
         self.store.delete_session(session.id)
-
-    def _locks_held(self) -> set[str]:
-        return {name for name, lock in self._locks.items() if lock.locked()}
 
     async def _rollback_stale_creation(self, session: Session) -> None:
         await blocking(self.backend.remove, self._container_name(session))
