@@ -159,3 +159,33 @@ def test_a_read_only_store_stops_nothing_and_recovers(clauderon, repo):
         f.chmod(0o644)
     clauderon.run("stop", "rostore")
     assert clauderon.sessions()[0]["status"] == "stopped"
+
+
+def test_a_container_error_is_not_reported_as_the_engine_being_down(
+    clauderon, repo, docker_client, tmp_path
+):
+    """An image whose shell fails: the engine answered, so say what failed."""
+    context = tmp_path / "broken-shell"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        'FROM clauderon-base:bookworm\nRUN ["/bin/ln", "-sf", "/bin/false", "/bin/sh"]\n'
+        "LABEL clauderon.managed=true clauderon.test=broken-shell\n"
+    )
+    image, _ = docker_client.images.build(path=str(context), tag="clauderon-test-broken:1")
+    try:
+        result = clauderon.run(
+            "create",
+            "--repo",
+            str(repo),
+            "-p",
+            "x",
+            "--image",
+            "clauderon-test-broken:1",
+            check=False,
+        )
+        assert result.code == 1
+        assert "cannot run a shell" in result.stderr, result.stderr
+        assert "not running" not in result.stderr
+        assert clauderon.leftovers(repo)["sessions"] == []
+    finally:
+        docker_client.images.remove(image.id, force=True)

@@ -111,13 +111,17 @@ class DockerBackend:
         )
 
     def _call(self, fn, *args, **kwargs):
-        """Run an engine call, turning a lost connection into the one clear error."""
+        """Run an engine call, turning a lost connection into the one clear error. Every
+        other error (the engine answered: a container failed, a name is taken…) is left
+        for the caller to explain."""
         try:
             return fn(*args, **kwargs)
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            if isinstance(exc, docker.errors.APIError | docker.errors.ImageNotFound):
-                raise
+        except requests.exceptions.ConnectionError as exc:
             raise self._unavailable(exc) from exc
+        except docker.errors.DockerException as exc:
+            if type(exc) is docker.errors.DockerException:  # the SDK's "cannot connect"
+                raise self._unavailable(exc) from exc
+            raise
 
     def check(self) -> None:
         self._call(self.client.ping)
