@@ -55,6 +55,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+# The event history is for reading recent changes, not an archive.
+EVENTS_KEPT = 10_000
+EVENTS_PRUNE_EVERY = 500
+
 # Fields written by reports that arrive at any moment (agent hooks), never by a whole
 # record save.
 LIVE_FIELDS = ("agent_status", "agent_status_at")
@@ -201,8 +205,9 @@ class Store:
     # --- events ---------------------------------------------------------------------
 
     def add_event(self, session: Session | None, type_: str, payload: dict[str, Any]) -> None:
+        """Record an event; the table keeps the newest EVENTS_KEPT (pruned now and then)."""
         with self._transaction() as db:
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO events (session_id, session_name, type, payload, ts) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (
@@ -213,6 +218,8 @@ class Store:
                     utcnow().isoformat(),
                 ),
             )
+            if cursor.lastrowid and cursor.lastrowid % EVENTS_PRUNE_EVERY == 0:
+                db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - EVENTS_KEPT,))
 
     def events(self, session_id: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -1,3 +1,4 @@
+import json
 import os
 import sqlite3
 import subprocess
@@ -113,3 +114,18 @@ def test_saving_a_record_read_before_a_hook_report_keeps_the_report(tmp_path):
     assert saved.status == SessionStatus.RUNNING
     assert saved.agent_status == AgentStatus.WAITING_INPUT
     assert stale.agent_status == AgentStatus.WAITING_INPUT  # the caller sees it too
+
+
+def test_the_event_history_is_bounded(tmp_path, monkeypatch):
+    import clauderon.store as store_module
+
+    monkeypatch.setattr(store_module, "EVENTS_KEPT", 100)
+    monkeypatch.setattr(store_module, "EVENTS_PRUNE_EVERY", 10)
+    store = Store(tmp_path / "db.sqlite")
+    store.insert_session(session("a"))
+    for i in range(1000):
+        store.add_event(store.get_session("a"), "tick", {"i": i})
+    count = store._db.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert 100 <= count <= 110
+    newest = store._db.execute("SELECT payload FROM events ORDER BY id DESC").fetchone()[0]
+    assert json.loads(newest) == {"i": 999}

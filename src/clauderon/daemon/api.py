@@ -69,6 +69,9 @@ def _error_body(exc: BaseException) -> dict[str, str]:
     return {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"}
 
 
+PROGRESS_BACKLOG = 256
+
+
 async def _run(
     operation: Callable[[Progress], Coroutine[Any, Any, Any]],
     stream: bool,
@@ -78,14 +81,21 @@ async def _run(
     if not stream:
         return await operation(lambda *_: None)
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    # Bounded: a slow reader (an image pull reports thousands of steps) loses the oldest
+    # progress lines, never the end of the operation.
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=PROGRESS_BACKLOG)
+
+    def offer(event: dict[str, Any]) -> None:
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(event)
 
     def progress(message: str, current: int | None = None, total: int | None = None) -> None:
         event = {"type": "progress", "message": message, "current": current, "total": total}
-        loop.call_soon_threadsafe(queue.put_nowait, event)
+        loop.call_soon_threadsafe(offer, event)
 
     task = asyncio.create_task(operation(progress))
-    task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, {"type": "done"}))
+    task.add_done_callback(lambda _: loop.call_soon_threadsafe(offer, {"type": "done"}))
 
     async def lines() -> AsyncIterator[bytes]:
         try:

@@ -89,6 +89,31 @@ def reconcile_due(attempts: int, last: datetime, now: datetime) -> bool:
     return (now - last).total_seconds() >= RECONCILE_BACKOFF[attempts]
 
 
+class NamedLocks:
+    """One asyncio lock per session name, held only while someone uses it (a dict of
+    every name ever asked for would grow without bound)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def busy(self, name: str) -> bool:
+        return name in self._entries
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, name: str) -> AsyncIterator[None]:
+        lock, users = self._entries.get(name, (asyncio.Lock(), 0))
+        self._entries[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._entries[name]
+            if users == 1:
+                del self._entries[name]
+            else:
+                self._entries[name] = (lock, users - 1)
+
+
 class Rollback:
     """Undo steps recorded while a resource is made, run in reverse if it fails."""
 
@@ -127,7 +152,7 @@ class SessionManager:
         self.ca_cert = ca_cert
         self.host_access_warning: str | None = None
         self._proxy_lock = asyncio.Lock()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._lock = NamedLocks()
         self._creations: dict[str, asyncio.Task[Session]] = {}
         self.uid, self.gid = os.getuid(), os.getgid()
         (paths.home / "gitignore").write_text(git.AGENT_HOME_EXCLUDES)
@@ -137,9 +162,6 @@ class SessionManager:
         directory.on_model_calls = self._on_model_calls
 
     # --- helpers --------------------------------------------------------------------
-
-    def _lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name, asyncio.Lock())
 
     def _get(self, name: str) -> Session:
         session = self.store.get_session(name)
@@ -964,10 +986,9 @@ class SessionManager:
             found = by_id.get(snapshot.id)
             if found is not None:
                 owned.add(found.name)
-            lock = self._lock(snapshot.name)
-            if lock.locked():
+            if self._lock.busy(snapshot.name):
                 continue  # an operation is under way on it
-            async with lock:  # lock, read again, change, save
+            async with self._lock(snapshot.name):  # lock, read again, change, save
                 session = self.store.get_session(snapshot.name)
                 if session is None or session.id != snapshot.id:
                     continue  # deleted (or replaced) since the snapshot
