@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -189,3 +191,22 @@ def test_a_container_error_is_not_reported_as_the_engine_being_down(
         assert clauderon.leftovers(repo)["sessions"] == []
     finally:
         docker_client.images.remove(image.id, force=True)
+
+
+def test_clients_following_logs_never_starve_the_daemon(clauderon, repo):
+    """Each `logs -f` used to hold one of the few threads every engine and git call
+    shares: with more followers than threads, every other command hung."""
+    clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "followed", *QUIET)
+    followers = [clauderon.spawn("logs", "-f", "followed") for _ in range(10)]
+    try:
+        wait_for(
+            lambda: len(list((clauderon.home / "logs").glob("*"))) > 0, timeout=10
+        )  # (the followers are connected once the daemon has answered them)
+        time.sleep(1)
+        listed = clauderon.run("list", "--json", timeout=60)
+        assert json.loads(listed.stdout)[0]["name"] == "followed"
+        clauderon.run("stop", "followed", timeout=60)
+    finally:
+        for proc in followers:
+            proc.kill()
+            proc.communicate(timeout=30)

@@ -551,8 +551,9 @@ class DockerBackend:
         return result
 
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]:
+        """The output as a stream; its `close()` ends a follow from another thread."""
         container = self._container(name)
-        yield from self._call(
+        return self._call(
             container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
         )
 

@@ -63,7 +63,7 @@ from ..naming import generate_name, validate_name
 from ..paths import Paths
 from ..proxy.server import CredentialProxy
 from ..store import Store
-from .blocking import blocking
+from .blocking import blocking, iterate_in_thread
 from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
@@ -910,12 +910,8 @@ class SessionManager:
         if await blocking(self.backend.inspect, session.container) is None:
             raise Conflict(f"the container of {name!r} is missing")
         iterator = await blocking(self.backend.logs, session.container, follow, tail)
-        sentinel = object()
-        while True:
-            chunk = await asyncio.to_thread(next, iterator, sentinel)
-            if chunk is sentinel:
-                return
-            yield chunk  # type: ignore[misc]
+        async for chunk in iterate_in_thread(iterator):
+            yield chunk
 
     # --- caches and reconcile ---------------------------------------------------------
 
@@ -1157,9 +1153,10 @@ class SessionManager:
         if repo.is_dir():
             await blocking(self._remove_worktree, session)
             await blocking(git.delete_branch, repo, session.branch, session.base_commit)
-        shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
-        shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
+        git.remove_tree(self.paths.session_dir(session.name))
+        git.remove_tree(self.paths.uploads / session.id)
         self.store.delete_session(session.id)
+        self.directory.unregister(session)
 
 
 def git_identity(repo: Path, session_name: str) -> dict[str, str]:
