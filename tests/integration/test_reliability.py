@@ -210,3 +210,21 @@ def test_clients_following_logs_never_starve_the_daemon(clauderon, repo):
         for proc in followers:
             proc.kill()
             proc.communicate(timeout=30)
+
+
+@pytest.mark.agent
+def test_the_first_screen_after_attaching_is_drawn(clauderon, repo):
+    """`clauderon screen` as a console's first viewer used to print a blank screen about
+    one time in five: the snapshot was taken before the agent's redraw."""
+    from tests.fakeapi import FakeModelAPI, Text
+
+    key = "sk-ant-api03-screen-test-key-0123456789abcdef"
+    with FakeModelAPI([Text("The answer is forty-two.")], required_key=key) as api:
+        clauderon.configure(
+            f'[proxy.upstreams]\n"api.anthropic.com" = "{api.url}"\n', ANTHROPIC_API_KEY=key
+        )
+        session = clauderon.create(repo, "--image", AGENTS_IMAGE, prompt="what is the answer")
+        wait_for(lambda: "forty-two" in clauderon.run("screen", session["name"]).stdout, 60)
+        for _ in range(5):
+            clauderon.run("daemon", "stop")  # the next command attaches afresh
+            assert "forty-two" in clauderon.run("screen", session["name"]).stdout
