@@ -435,10 +435,14 @@ def bench_home() -> Iterator[BenchHome]:
             log(f"cleanup: {note}")
 
 
-def settle_after_creating(created: list[str], max_wait: float) -> float:
+def settle_after_creating(created: list[str], instance: str, max_wait: float) -> float:
     """Warn about sessions whose agent is not up yet, then let the machine calm down
     before measuring; return how busy the CPUs still were."""
-    waiting = [n for n in created if not any(map(is_agent, top_commands(f"clauderon-{n}") or []))]
+    waiting = [
+        n
+        for n in created
+        if not any(map(is_agent, top_commands(container_name(n, instance)) or []))
+    ]
     if waiting:
         log(f"warning: no agent process seen yet in {waiting}")
     return wait_for_quiet(max_wait=max_wait)
