@@ -28,6 +28,7 @@ from ..backends import Progress
 from ..errors import ClauderonError, InvalidInput
 from ..models import CreateSessionRequest, DeleteResult, SessionView
 from .auth import new_token, over_unix_socket
+from .blocking import blocking
 from .manager import SessionManager
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
 
     @app.get("/api/sessions/{name}/screen")
     async def screen(name: str) -> dict[str, Any]:
-        snapshot = (await manager.console(name)).snapshot()
+        snapshot = await blocking((await manager.console(name)).snapshot)
         snapshot["data"] = base64.b64encode(snapshot["data"]).decode()
         return snapshot
 
@@ -363,7 +364,7 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
             await ws.close(code=4404 if error.status == 404 else 4409)
             return
         queue = console.subscribe()
-        snapshot = console.snapshot()
+        snapshot = await blocking(console.snapshot)  # a big screen renders off the loop
         snapshot["data"] = base64.b64encode(snapshot["data"]).decode()
         await ws.send_json({"type": "snapshot", **snapshot})
 
