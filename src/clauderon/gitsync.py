@@ -51,7 +51,7 @@ MAX_OBJECT_FILE = 4 * 1024**3
 MAX_INDEX = 512 * 1024**2
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock/|^\.|^/|/$|\.$|\.lock$")
+_BAD_REF = re.compile(r"[\x00-\x20\x7f-\x9f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock/|^\.|^/|/$|\.$|\.lock$")
 _LOOSE_DIR = re.compile(r"[0-9a-f]{2}")
 _PACK = re.compile(r"pack-[0-9a-f]{40,64}\.pack")
 _CRED_URL = re.compile(r"^(https?://)[^/@]*@", re.IGNORECASE)
@@ -137,7 +137,9 @@ def _write_locked(dir_fd: int, name: str, data: bytes, expect: bytes | None = No
     lock = f"{name}.lock"
     try:
         fd = os.open(
-            lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+            lock,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
             dir_fd=dir_fd,
         )
     except OSError:
@@ -182,9 +184,7 @@ class SessionGit:
     def container_admin(self) -> Path:
         return self.git_dir / "worktrees" / self.worktree_id
 
-    def git(
-        self, args: list[str], *, env: dict[str, str] | None = None, check: bool = True
-    ) -> Any:
+    def git(self, args: list[str], *, env: dict[str, str] | None = None, check: bool = True) -> Any:
         """git in the main repository (never in G, never in the worktree)."""
         return run_git(
             [*SAFE_OPTS, f"--git-dir={self.common_dir}", *args],
@@ -274,8 +274,13 @@ _AGENT_CONFIG = """\
 
 def _snapshot_refs(lay: SessionGit) -> list[tuple[str, str]]:
     proc = lay.git(
-        ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags",
-         "refs/remotes"]
+        [
+            "for-each-ref",
+            "--format=%(objectname) %(refname)",
+            "refs/heads",
+            "refs/tags",
+            "refs/remotes",
+        ]
     )
     refs = []
     for line in proc.stdout.splitlines():
@@ -306,9 +311,13 @@ def build_layout(lay: SessionGit, tip: str, index: Path | None) -> SyncState:
     refs = dict(_snapshot_refs(lay))
     refs[f"refs/heads/{lay.branch}"] = tip
     g = lay.git_dir
-    _init_bare(g, base_config + _AGENT_CONFIG + _remote_sections(remotes), lay.common_dir / "objects")
+    _init_bare(
+        g, base_config + _AGENT_CONFIG + _remote_sections(remotes), lay.common_dir / "objects"
+    )
     _write(g / "HEAD", f"ref: refs/heads/{lay.branch}\n")
-    packed = "".join(f"{sha} {ref}\n" for ref, sha in sorted(refs.items(), key=lambda r: r[0].encode()))
+    packed = "".join(
+        f"{sha} {ref}\n" for ref, sha in sorted(refs.items(), key=lambda r: r[0].encode())
+    )
     _write(g / "packed-refs", "# pack-refs with: sorted \n" + packed)
     for extra in ("info/exclude", "shallow"):
         source = lay.common_dir / extra
@@ -501,11 +510,19 @@ def fetch_tips(lay: SessionGit, tips: set[str]) -> set[str]:
     def fetch(indexes: list[int]) -> bool:
         proc = lay.git(
             [
-                "-c", "transfer.fsckObjects=true",
-                "-c", "gc.auto=0",
-                "-c", "protocol.file.allow=always",
-                "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-auto-gc",
-                "--no-recurse-submodules", "--no-auto-maintenance",
+                "-c",
+                "transfer.fsckObjects=true",
+                "-c",
+                "gc.auto=0",
+                "-c",
+                "protocol.file.allow=always",
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--no-auto-gc",
+                "--no-recurse-submodules",
+                "--no-auto-maintenance",
                 str(lay.mirror),
                 *(f"refs/sync/{i}" for i in indexes),
             ],
@@ -657,7 +674,12 @@ class GitSync:
         return proc.returncode == 0
 
     def _apply(
-        self, session_id: str, lay: SessionGit, state: SyncState, agent: AgentRefs, host_tip: str | None
+        self,
+        session_id: str,
+        lay: SessionGit,
+        state: SyncState,
+        agent: AgentRefs,
+        host_tip: str | None,
     ) -> SyncResult | bool:
         """False: try again later (a ref moved meanwhile, or a lock was held)."""
         branch, tip = lay.branch, state.tip
@@ -729,9 +751,8 @@ class GitSync:
             lines.append(f"update {ref} {sha}")
         result.saved = sorted(saved.values())
 
-        if lines:
-            if not _update_refs(lay, lines):
-                return False
+        if lines and not _update_refs(lay, lines):
+            return False
         if result.tip:
             self._reset_host_index(lay, result.tip)
         if write_back:
@@ -765,7 +786,10 @@ class GitSync:
                     return False
                 if not _write_locked(heads, lay.branch, f"{tip}\n".encode(), expect=current):
                     return False
-            with _dir("worktrees", g) as wts, _dir(lay.worktree_id, wts) if wts is not None else _none() as admin:
+            with (
+                _dir("worktrees", g) as wts,
+                _dir(lay.worktree_id, wts) if wts is not None else _none() as admin,
+            ):
                 head = read_regular("HEAD", admin, MAX_REF_FILE) if admin is not None else None
                 if admin is not None and head == f"ref: refs/heads/{lay.branch}\n".encode():
                     index = lay.admin_dir / "index"
@@ -777,8 +801,13 @@ class GitSync:
 def _update_refs(lay: SessionGit, lines: list[str]) -> bool:
     proc = subprocess.run(
         [
-            "git", *SAFE_OPTS, f"--git-dir={lay.common_dir}", "update-ref", "-m",
-            f"clauderon: sync of session {lay.name}", "--stdin",
+            "git",
+            *SAFE_OPTS,
+            f"--git-dir={lay.common_dir}",
+            "update-ref",
+            "-m",
+            f"clauderon: sync of session {lay.name}",
+            "--stdin",
         ],
         input="".join(f"{line}\n" for line in lines),
         capture_output=True,
@@ -812,8 +841,16 @@ def unsaved_agent_branches(lay: SessionGit, branches: dict[str, str]) -> list[st
     for name in sorted(branches):
         ref = f"refs/clauderon/{lay.name}/branches/{name}"
         proc = lay.git(
-            ["rev-list", "-n1", ref, "--not", f"--exclude=refs/heads/{lay.branch}",
-             "--branches", "--tags", "--remotes"],
+            [
+                "rev-list",
+                "-n1",
+                ref,
+                "--not",
+                f"--exclude=refs/heads/{lay.branch}",
+                "--branches",
+                "--tags",
+                "--remotes",
+            ],
             check=False,
         )
         if proc.returncode != 0 or proc.stdout.strip():

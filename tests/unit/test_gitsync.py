@@ -138,7 +138,11 @@ def test_a_host_commit_goes_into_the_session(rig):
 
 def test_both_moving_keeps_both_and_reports(rig):
     agent_tip = rig.commit("agent side", "a.txt")
-    rig.host("update-ref", "refs/heads/s1", rig.host("commit-tree", "-p", "s1", "-m", "host side", "s1^{tree}"))
+    rig.host(
+        "update-ref",
+        "refs/heads/s1",
+        rig.host("commit-tree", "-p", "s1", "-m", "host side", "s1^{tree}"),
+    )
     host_tip = rig.host("rev-parse", "s1")
     result = rig.sync.sync(rig.session)
     assert result.conflict is not None and result.conflict["host_tip"] == host_tip
@@ -215,8 +219,18 @@ def test_code_planted_in_the_session_git_dir_never_runs_on_the_host(rig, tmp_pat
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [("main", True), ("feat/x", True), ("a..b", False), ("-x", True), ("x.lock", False),
-     ("a b", False), (".hidden", False), ("x/", False), ("@", False), ("a@{1}", False)],
+    [
+        ("main", True),
+        ("feat/x", True),
+        ("a..b", False),
+        ("-x", True),
+        ("x.lock", False),
+        ("a b", False),
+        (".hidden", False),
+        ("x/", False),
+        ("@", False),
+        ("a@{1}", False),
+    ],
 )
 def test_branch_names(name, ok):
     assert valid_branch(name) is ok
@@ -239,8 +253,14 @@ def test_a_legacy_session_moves_to_its_own_git_dir(repo, tmp_path):
     (Path(rig.session.git_dir) / "commondir").write_text("/nowhere\n")  # the old agent's
     (rig.worktree / ".git").write_text("gitdir: /elsewhere\n")
     (rig.worktree / "w.txt").write_text("w\n")
-    git("-C", str(rig.repo), "update-ref", "refs/heads/old",
-        git("commit-tree", "-p", "old", "-m", "legacy commit", "old^{tree}", cwd=repo), cwd=repo)
+    git(
+        "-C",
+        str(rig.repo),
+        "update-ref",
+        "refs/heads/old",
+        git("commit-tree", "-p", "old", "-m", "legacy commit", "old^{tree}", cwd=repo),
+        cwd=repo,
+    )
     rig.sync.ensure(rig.session)
     assert rig.agent("log", "--format=%s", "-1") == "legacy commit"
     assert git("rev-parse", "--git-common-dir", cwd=rig.worktree).endswith(".git")
