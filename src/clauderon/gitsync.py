@@ -49,9 +49,12 @@ MAX_REFS = 20_000  # refs read from G (loose and packed)
 MAX_AGENT_BRANCHES = 500  # branches of the agent brought back
 MAX_OBJECT_FILE = 4 * 1024**3
 MAX_INDEX = 512 * 1024**2
+DETACHED = "HEAD"  # how the agent's detached HEAD is brought back (no branch has that name)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_BAD_REF = re.compile(r"[\x00-\x20\x7f-\x9f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock/|^\.|^/|/$|\.$|\.lock$")
+_BAD_REF = re.compile(
+    r"[\x00-\x20\x7f-\x9f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock/|^\.|^/|/$|\.$|\.lock$"
+)
 _LOOSE_DIR = re.compile(r"[0-9a-f]{2}")
 _PACK = re.compile(r"pack-[0-9a-f]{40,64}\.pack")
 _CRED_URL = re.compile(r"^(https?://)[^/@]*@", re.IGNORECASE)
@@ -381,6 +384,7 @@ class SyncState:
 @dataclass(frozen=True)
 class AgentRefs:
     heads: dict[str, str]  # branch → tip, as G says (loose over packed)
+    detached: str | None = None  # the worktree's HEAD, when it is not on a branch
 
 
 def read_agent_refs(lay: SessionGit, hexlen: int) -> AgentRefs:
@@ -402,7 +406,16 @@ def read_agent_refs(lay: SessionGit, hexlen: int) -> AgentRefs:
         with _dir("refs", g) as refs, _dir("heads", refs) if refs is not None else _none() as top:
             if top is not None:
                 _walk_loose(top, "", heads, hex_re, [0])
-    return AgentRefs(heads)
+        detached = None
+        with (
+            _dir("worktrees", g) as wts,
+            _dir(lay.worktree_id, wts) if wts is not None else _none() as admin,
+        ):
+            head = read_regular("HEAD", admin, MAX_REF_FILE) if admin is not None else None
+            text = head.decode(errors="replace").strip() if head else ""
+            if hex_re.fullmatch(text):
+                detached = text
+    return AgentRefs(heads, detached)
 
 
 @contextlib.contextmanager
@@ -631,8 +644,13 @@ class GitSync:
                     os.unlink(".git.lock", dir_fd=root)
                 _write_locked(root, ".git", f"gitdir: {lay.admin_dir}\n".encode())
 
-    def _reset_host_index(self, lay: SessionGit, tip: str) -> None:
-        lay.git(["read-tree", tip], env={"GIT_INDEX_FILE": str(lay.admin_dir / "index")})
+    def _reset_host_index(self, lay: SessionGit, tip: str, old: str | None = None) -> None:
+        """The host's index of the worktree at `tip` (so `git status` there stays right);
+        from `old`, a two-tree merge keeps the stat data of unchanged files."""
+        env = {"GIT_INDEX_FILE": str(lay.admin_dir / "index")}
+        if old and lay.git(["read-tree", "-m", old, tip], env=env, check=False).returncode == 0:
+            return
+        lay.git(["read-tree", tip], env=env)
 
     def forget(self, session_id: str) -> None:
         self._seen.pop(session_id, None)
@@ -659,7 +677,7 @@ class GitSync:
                 return None
             agent = read_agent_refs(lay, state.hexlen)
             host_tip = read_host_branch(lay)
-            fingerprint = (tuple(sorted(agent.heads.items())), host_tip)
+            fingerprint = (tuple(sorted(agent.heads.items())), agent.detached, host_tip)
             if not force and self._seen.get(session.id) == fingerprint:
                 return None
             result = self._apply(session.id, lay, state, agent, host_tip)
@@ -687,6 +705,10 @@ class GitSync:
         agent_moved = agent_tip is not None and agent_tip != tip
         host_moved = host_tip is not None and host_tip != tip
         others = _agent_branches(agent.heads, branch, state.baseline)
+        known = {tip, *agent.heads.values(), *state.baseline.values()}
+        if agent.detached and agent.detached not in known:
+            # Commits on a detached HEAD inside: kept like a branch named HEAD.
+            others[DETACHED] = agent.detached
         if not agent_moved and not host_moved and others == state.agent:
             return True
         wanted = {s for b, s in others.items() if state.agent.get(b) != s}
@@ -754,7 +776,7 @@ class GitSync:
         if lines and not _update_refs(lay, lines):
             return False
         if result.tip:
-            self._reset_host_index(lay, result.tip)
+            self._reset_host_index(lay, result.tip, host_tip)
         if write_back:
             if not self._write_back(lay, agent_tip, write_back):
                 return False
@@ -764,8 +786,11 @@ class GitSync:
         if result.conflict:
             state.conflicts.append(result.conflict)
         if new_tip != tip and state.conflicts:
-            state.conflicts = [
-                c for c in state.conflicts if not self._is_ancestor(lay, c["host_tip"], new_tip)
+            state.conflicts = [  # merged into the branch, or its ref deleted: settled
+                c
+                for c in state.conflicts
+                if not self._is_ancestor(lay, c["host_tip"], new_tip)
+                and lay.git(["rev-parse", "--verify", "--quiet", c["ref"]], check=False).stdout
             ]
         state.tip, state.agent = new_tip, mirrored
         self._save(session_id, state)
@@ -824,7 +849,7 @@ def _update_refs(lay: SessionGit, lines: list[str]) -> bool:
 def _agent_branches(heads: dict[str, str], branch: str, baseline: dict[str, str]) -> dict[str, str]:
     """Branches other than the session's that the agent created or moved (bounded, and
     never one that is a prefix directory of another: git could not store both)."""
-    found = {b: s for b, s in heads.items() if b != branch and baseline.get(b) != s}
+    found = {b: s for b, s in heads.items() if b not in (branch, DETACHED) and baseline.get(b) != s}
     names = sorted(found)[:MAX_AGENT_BRANCHES]
     kept: dict[str, str] = {}
     for name in names:

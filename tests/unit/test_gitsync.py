@@ -265,3 +265,12 @@ def test_a_legacy_session_moves_to_its_own_git_dir(repo, tmp_path):
     assert rig.agent("log", "--format=%s", "-1") == "legacy commit"
     assert git("rev-parse", "--git-common-dir", cwd=rig.worktree).endswith(".git")
     assert rig.sync.state(rig.session.id).tip == git("rev-parse", "old", cwd=repo)
+
+
+def test_commits_on_a_detached_head_come_back(rig):
+    rig.agent("checkout", "-q", "--detach")
+    tip = rig.commit("detached work")
+    result = rig.sync.sync(rig.session)
+    assert result.agent_branches == {"HEAD": tip}
+    assert rig.refs("refs/clauderon/s1/branches") == {"refs/clauderon/s1/branches/HEAD": tip}
+    assert rig.host("rev-parse", "s1") != tip

@@ -735,6 +735,7 @@ class SessionManager:
             self._require(
                 session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
             )
+            await self._sync_locked(session, force=True)  # its last commits, first
             if session.container:
                 await blocking(self.backend.remove, session.container)
             self.consoles.forget(name)
