@@ -63,7 +63,13 @@ _PASSWORD_URL = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*):[^/@]*@", re.IGNOREC
 
 def valid_branch(name: str) -> bool:
     """A branch name git would accept (conservatively): safe to put in a ref transaction."""
-    return 0 < len(name) <= 200 and name != "@" and not _BAD_REF.search(name)
+    if not 0 < len(name) <= 200 or name == "@" or "\ufffd" in name or _BAD_REF.search(name):
+        return False
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # not UTF-8 on disk
+        return False
+    return True
 
 
 def _stamp() -> str:
@@ -124,10 +130,10 @@ def _copy_regular(name: str, dir_fd: int, target: Path, limit: int) -> bool:
         copied = 0
         while chunk := src.read(1024 * 1024):
             copied += len(chunk)
-            if copied > max(size, 0) + 1024**2 or copied > limit:
+            if copied > size:  # it grows while we read: not now
                 break
             dst.write(chunk)
-    if copied > limit:
+    if copied != size:
         tmp.unlink(missing_ok=True)
         return False
     os.replace(tmp, target)

@@ -230,6 +230,9 @@ def test_code_planted_in_the_session_git_dir_never_runs_on_the_host(rig, tmp_pat
         ("x/", False),
         ("@", False),
         ("a@{1}", False),
+        ("caf\udce9", False),
+        ("\x9b31m", False),
+        ("été", True),
     ],
 )
 def test_branch_names(name, ok):
@@ -274,3 +277,47 @@ def test_commits_on_a_detached_head_come_back(rig):
     assert result.agent_branches == {"HEAD": tip}
     assert rig.refs("refs/clauderon/s1/branches") == {"refs/clauderon/s1/branches/HEAD": tip}
     assert rig.host("rev-parse", "s1") != tip
+
+
+def test_a_sha256_repository(tmp_path):
+    repo = tmp_path / "repo256"
+    repo.mkdir()
+    git("init", "-q", "--object-format=sha256", "-b", "main", cwd=repo)
+    (repo / "a").write_text("a\n")
+    git("add", "a", cwd=repo)
+    git("-c", "user.name=D", "-c", "user.email=d@x", "commit", "-qm", "init", cwd=repo)
+    rig = Rig(repo, tmp_path)
+    assert "objectformat" in (rig.lay.git_dir / "config").read_text()
+    tip = rig.commit("work")
+    assert len(tip) == 64
+    rig.sync.sync(rig.session)
+    assert rig.host("rev-parse", "s1") == tip
+
+
+def test_objects_are_copied_as_data_only(rig, tmp_path):
+    outside = tmp_path / "secret-pack"
+    outside.write_bytes(b"PACK not really")
+    packs = rig.lay.git_dir / "objects" / "pack"
+    (packs / f"pack-{'a' * 40}.pack").symlink_to(outside)
+    (packs / f"pack-{'b' * 40}.pack").write_bytes(b"garbage")
+    (packs / f"pack-{'b' * 40}.idx").write_bytes(b"garbage")
+    tip = rig.commit("work")
+    rig.sync.sync(rig.session)
+    assert rig.host("rev-parse", "s1") == tip
+    mirror = rig.lay.mirror / "objects" / "pack"
+    assert sorted(p.name for p in mirror.iterdir()) == []
+
+
+def test_unsaved_agent_branches(rig):
+    from clauderon.gitsync import unsaved_agent_branches
+
+    rig.agent("checkout", "-q", "-b", "idea")
+    rig.commit("idea")
+    rig.agent("checkout", "-q", "s1")
+    rig.agent("branch", "copy-of-main", "main")  # a new branch with nothing of its own
+    rig.sync.sync(rig.session)
+    state = rig.sync.state(rig.session.id)
+    assert sorted(state.agent) == ["copy-of-main", "idea"]
+    assert unsaved_agent_branches(rig.lay, state.agent) == ["idea"]
+    git("merge", "-q", "--ff-only", "refs/clauderon/s1/branches/idea", cwd=rig.repo)
+    assert unsaved_agent_branches(rig.lay, state.agent) == []
