@@ -75,6 +75,43 @@ def fetch_floor(repo: Path) -> float:
         return elapsed
 
 
+def prepare_cost(repo: Path, rounds: int) -> tuple[list[float], list[float]]:
+    """What creating a session's git dir adds to a create (in-process, no daemon), next to
+    the `git worktree add -b` every create does anyway."""
+    from types import SimpleNamespace
+
+    from clauderon import git as cgit
+    from clauderon.gitsync import GitSync
+    from clauderon.store import Store
+
+    adds, prepares = [], []
+    with tempfile.TemporaryDirectory(prefix="crbench-prepare-") as tmp:
+        store = Store(Path(tmp) / "db.sqlite")
+        sync = GitSync(Path(tmp) / "sessions", store)
+        info = cgit.resolve_repo(str(repo))
+        for i in range(rounds):
+            name = f"bench-prepare-{i}"
+            worktree = Path(tmp) / "wt" / name
+            start = time.perf_counter()
+            admin = cgit.add_worktree(info.root, worktree, name, info.head)
+            adds.append(time.perf_counter() - start)
+            session = SimpleNamespace(
+                id=name,
+                name=name,
+                branch=name,
+                git_common_dir=str(info.common_dir),
+                git_dir=str(admin),
+                worktree=str(worktree),
+            )
+            start = time.perf_counter()
+            sync.prepare(session, info.head)
+            prepares.append(time.perf_counter() - start)
+            cgit.remove_worktree(info.root, worktree, admin, info.common_dir)
+            cgit.delete_branch(info.root, name)
+        store.close()
+    return adds, prepares
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -85,6 +122,7 @@ def main() -> int:
     latencies: dict[str, list[float]] = {"commit": [], "amend": []}
     floors: list[float] = []
     home = BenchHome()
+    adds, prepares = prepare_cost(home.repo, args.runs)
     try:
         name = home.name("sync", 0)
         home.cli(*home.create_args(name))
@@ -132,7 +170,12 @@ def main() -> int:
     verdict = "met" if both.max <= TARGET else "MISSED"
     print(f"| target: every round ≤ {TARGET:.0f} s | {verdict} | | | |")
     if args.out:
-        args.out.write_text(json.dumps({"machine": facts, **latencies, "floor": floors}, indent=2))
+        args.out.write_text(
+            json.dumps(
+                {"machine": facts, **latencies, "floor": floors, "prepare": prepares, "add": adds},
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -9,8 +9,10 @@ attacked session's own branch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -345,3 +347,36 @@ def test_both_sides_committing_keeps_both_and_reports(rig, tmp_path, docker_clie
             assert contained.strip(), sha
     finally:
         clauderon.cleanup()
+
+
+def test_a_session_of_the_old_layout_moves_when_recreated(rig):
+    clauderon, repo = rig.clauderon, rig.repo
+    session = clauderon.create(repo, "--name", "legacy", *QUIET)
+    clauderon.run("archive", "legacy")
+    # What an earlier clauderon left: no session git dir, and an admin dir the agent wrote.
+    session_dir = clauderon.paths.sessions / "legacy"
+    for part in ("git", "mirror", "dotgit"):
+        path = session_dir / part
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    with contextlib.closing(sqlite3.connect(clauderon.paths.db)) as db, db:
+        db.execute("DELETE FROM git_sync WHERE session_id = ?", (session["id"],))
+    worktree = Path(session["worktree"])
+    (worktree / "old.txt").write_text("old\n")
+    git("add", "old.txt", cwd=worktree)
+    git("-c", "core.hooksPath=/dev/null", "commit", "-qm", "made before", cwd=worktree)
+    admin = rig.common / "worktrees" / "legacy"
+    (admin / "commondir").write_text("/nowhere\n")
+    before = git("rev-parse", "legacy", cwd=repo)
+
+    clauderon.run("unarchive", "legacy")
+    container = clauderon.container(session)
+    code, out = exec_in(
+        container,
+        "set -e; test \"$(git log --format=%s -1)\" = 'made before'; "
+        "echo n > new.txt; git add new.txt; git commit -qm after; git rev-parse HEAD",
+    )
+    assert code == 0, out
+    wait_for(lambda: git("rev-parse", "legacy", cwd=repo) == out.strip())
+    assert git("rev-parse", "legacy^", cwd=repo) == before
+    assert (admin / "commondir").read_text() == "../..\n"
+    clauderon.run("delete", "--force", "legacy")
