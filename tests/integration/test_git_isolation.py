@@ -75,7 +75,7 @@ def worktree_digest(path: Path) -> str:
     digest = hashlib.sha256()
     for name in git("ls-files", cwd=path).splitlines():
         digest.update(name.encode() + (path / name).read_bytes())
-    return digest.hexdigest() + git("status", "--porcelain", cwd=path)
+    return digest.hexdigest() + git("status", "--porcelain", "--untracked-files=no", cwd=path)
 
 
 class Rig:
