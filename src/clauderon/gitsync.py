@@ -675,8 +675,8 @@ class GitSync:
         - any other branch the agent creates or moves: refs/clauderon/<name>/branches/<b>.
         """
         lay = self.layout(session)
-        if not lay.git_dir.is_dir():
-            return None  # an older layout, until its container is recreated
+        if not lay.git_dir.is_dir() or not lay.common_dir.is_dir():
+            return None  # an older layout (until its container is recreated), or no repo
         with self._lock(session.id):
             state = self.state(session.id)
             if state is None:
@@ -760,27 +760,35 @@ class GitSync:
             log.warning("%s: the agent's branch tip %s did not arrive whole", lay.name, agent_tip)
 
         mirrored = dict(state.agent)
+        updates, deletes = [], []
         for name, sha in others.items():
             old = state.agent.get(name)
             if old == sha or sha not in arrived:
                 continue
             if old and not self._is_ancestor(lay, old, sha):
                 keep(old, "replaced")
-            lines.append(f"update {prefix}/branches/{name} {sha}")
-            mirrored[name] = sha
+            updates.append((name, sha))
         for name, old in state.agent.items():
             if name in others:
                 continue
             if not self._is_ancestor(lay, old, new_tip):
                 keep(old, "replaced")
-            lines.append(f"delete {prefix}/branches/{name}")
-            mirrored.pop(name)
-        for sha, ref in saved.items():
-            lines.append(f"update {ref} {sha}")
+            deletes.append(name)
+        lines += [f"update {ref} {sha}" for sha, ref in saved.items()]
         result.saved = sorted(saved.values())
 
+        # The session's branch and the kept tips first, all or nothing; then the agent's
+        # branches (deleted before they are written, as `a` may become `a/b`), which
+        # can never hold the session's branch back.
         if lines and not _update_refs(lay, lines):
             return False
+        if deletes and _update_refs(lay, [f"delete {prefix}/branches/{n}" for n in deletes]):
+            for name in deletes:
+                mirrored.pop(name)
+        if updates and _update_refs(
+            lay, [f"update {prefix}/branches/{n} {sha}" for n, sha in updates]
+        ):
+            mirrored.update(updates)
         if result.tip:
             self._reset_host_index(lay, result.tip, host_tip)
         if write_back:

@@ -321,3 +321,13 @@ def test_unsaved_agent_branches(rig):
     assert unsaved_agent_branches(rig.lay, state.agent) == ["idea"]
     git("merge", "-q", "--ff-only", "refs/clauderon/s1/branches/idea", cwd=rig.repo)
     assert unsaved_agent_branches(rig.lay, state.agent) == []
+
+
+def test_a_branch_that_becomes_a_directory(rig):
+    rig.agent("branch", "topic", rig.commit("one"))
+    rig.sync.sync(rig.session)
+    rig.agent("branch", "-D", "topic")
+    rig.agent("branch", "topic/sub", rig.commit("two", "two.txt"))
+    rig.sync.sync(rig.session)
+    assert list(rig.refs("refs/clauderon/s1/branches")) == ["refs/clauderon/s1/branches/topic/sub"]
+    assert rig.host("rev-parse", "s1") == rig.agent("rev-parse", "HEAD")
