@@ -532,6 +532,8 @@ def fetch_tips(lay: SessionGit, tips: set[str]) -> set[str]:
                 "-c",
                 "transfer.fsckObjects=true",
                 "-c",
+                "fetch.fsckObjects=true",  # the user's own setting would win otherwise
+                "-c",
                 "gc.auto=0",
                 "-c",
                 "protocol.file.allow=always",

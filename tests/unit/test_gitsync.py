@@ -331,3 +331,19 @@ def test_a_branch_that_becomes_a_directory(rig):
     rig.sync.sync(rig.session)
     assert list(rig.refs("refs/clauderon/s1/branches")) == ["refs/clauderon/s1/branches/topic/sub"]
     assert rig.host("rev-parse", "s1") == rig.agent("rev-parse", "HEAD")
+
+
+def test_a_malformed_object_never_enters_the_main_repository(rig):
+    before = rig.host("rev-parse", "s1")
+    tree = rig.agent("rev-parse", "HEAD^{tree}")
+    bad = f"tree {tree}\nparent {before}\nauthor nobody\ncommitter nobody\n\nbad\n"
+    env_file = rig.worktree / "bad-commit"
+    env_file.write_text(bad)
+    sha = rig.agent("hash-object", "-t", "commit", "-w", "--literally", str(env_file))
+    rig.agent("update-ref", "refs/heads/s1", sha)
+    rig.sync.sync(rig.session)
+    assert rig.host("rev-parse", "s1") == before
+    assert (
+        subprocess.run(["git", "cat-file", "-e", sha], cwd=rig.repo, capture_output=True).returncode
+        != 0
+    )
