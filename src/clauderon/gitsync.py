@@ -140,9 +140,12 @@ def _copy_regular(name: str, dir_fd: int, target: Path, limit: int) -> bool:
     return True
 
 
-def _write_locked(dir_fd: int, name: str, data: bytes, expect: bytes | None = None) -> bool:
+def _write_locked(
+    dir_fd: int, name: str, data: bytes, expect: bytes | None = None, check: bool = False
+) -> bool:
     """Replace `name` in a hostile dir the way git does: take `<name>.lock` (O_EXCL, never
-    through a link), check the current content when `expect` is given, rename over it."""
+    through a link), with `check` make sure it still holds `expect` (None: absent), and
+    rename over it."""
     lock = f"{name}.lock"
     try:
         fd = os.open(
@@ -154,7 +157,7 @@ def _write_locked(dir_fd: int, name: str, data: bytes, expect: bytes | None = No
     except OSError:
         return False  # git inside holds it (or something sits there): next time
     try:
-        if expect is not None and read_regular(name, dir_fd, MAX_REF_FILE) != expect:
+        if check and read_regular(name, dir_fd, MAX_REF_FILE) != expect:
             raise OSError("changed meanwhile")
         with os.fdopen(fd, "wb") as handle:
             fd = -1
@@ -825,7 +828,8 @@ class GitSync:
                 current = read_regular(lay.branch, heads, MAX_REF_FILE)
                 if current is not None and expect and current.strip() != expect.encode():
                     return False
-                if not _write_locked(heads, lay.branch, f"{tip}\n".encode(), expect=current):
+                data = f"{tip}\n".encode()
+                if not _write_locked(heads, lay.branch, data, expect=current, check=True):
                     return False
             with (
                 _dir("worktrees", g) as wts,
