@@ -785,6 +785,8 @@ class SessionManager:
             self.consoles.forget(name)
             try:
                 await blocking(self.backend.remove, container_name(session.name))
+                late_ref, late_kept = await self._save_late_work(session)
+                saved_ref, kept = saved_ref or late_ref, sorted({*kept, *late_kept})
                 await blocking(self._remove_files, session)
             except Exception as exc:
                 session.status, session.error = SessionStatus.FAILED, f"delete failed: {exc}"
@@ -800,6 +802,14 @@ class SessionManager:
             return DeleteResult(
                 name=session.name, saved_ref=saved_ref, restore_hint=hint, agent_branches=kept
             )
+
+    async def _save_late_work(self, session: Session) -> tuple[str | None, list[str]]:
+        """With the container gone, one last sync: what the agent committed after the work
+        check is saved too, never dropped with its git dir."""
+        late = await self._sync_locked(session, force=True)
+        if late is None or not (late.tip or late.agent_branches is not None):
+            return None, []
+        return await blocking(self._secure_work, session, True)
 
     def _secure_work(self, session: Session, force: bool) -> tuple[str | None, list[str]]:
         """Refuse to lose work; with force, save it under refs/clauderon/<name>/ first.
@@ -1158,6 +1168,7 @@ class SessionManager:
                 # Its work was secured before it was marked deleting: finish the delete.
                 log.info("finishing interrupted delete of %s", session.name)
                 await blocking(self.backend.remove, container_name(session.name))
+                await self._save_late_work(session)
                 await blocking(self._remove_files, session)
                 self.store.delete_session(session.id)
         await self.ensure_proxy()
