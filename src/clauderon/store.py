@@ -52,6 +52,15 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # Per-session git sync: the branch tip both sides last agreed on (gitsync.py).
+    """
+    CREATE TABLE git_sync (
+        session_id TEXT PRIMARY KEY,
+        tip TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -189,6 +198,7 @@ class Store:
     def delete_session(self, session_id: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            db.execute("DELETE FROM git_sync WHERE session_id = ?", (session_id,))
 
     def get_session(self, name_or_id: str) -> Session | None:
         with self._lock:
@@ -201,6 +211,32 @@ class Store:
         with self._lock:
             rows = self._db.execute("SELECT data FROM sessions ORDER BY created_at").fetchall()
         return [Session.model_validate_json(row["data"]) for row in rows]
+
+    # --- git sync state (gitsync.py) ------------------------------------------------------
+
+    def get_git_sync(self, session_id: str) -> tuple[str, str] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tip, data FROM git_sync WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return (row["tip"], row["data"]) if row else None
+
+    def put_git_sync(self, session_id: str, tip: str, data: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO git_sync (session_id, tip, data, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (session_id, tip, data, utcnow().isoformat()),
+            )
+
+    def delete_git_sync(self, session_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM git_sync WHERE session_id = ?", (session_id,))
+
+    def list_git_sync(self) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT session_id, tip, data FROM git_sync").fetchall()
+        return {r["session_id"]: (r["tip"], r["data"]) for r in rows}
 
     # --- events ---------------------------------------------------------------------
 

@@ -54,9 +54,14 @@ def test_create_builds_the_container_of_the_contract(clauderon, repo):
     assert mounts[uploads]["Source"] == str(clauderon.paths.uploads / session["id"])
     assert mounts["/workspace/.clauderon/hooks"]["Source"] == str(clauderon.paths.hooks)
     git_dir = str((repo / ".git").resolve())
-    assert mounts[git_dir]["RW"] is True
-    assert mounts[f"{git_dir}/hooks"]["RW"] is False
-    assert mounts[f"{git_dir}/config"]["RW"] is False
+    session_git = str(clauderon.paths.sessions / session["name"] / "git")
+    assert mounts[session_git]["RW"] is True
+    assert mounts[f"{git_dir}/objects"]["RW"] is False
+    assert mounts[f"{git_dir}/worktrees/{session['name']}"]["Source"] == (
+        f"{session_git}/worktrees/{session['name']}"
+    )
+    assert mounts["/workspace/.git"]["RW"] is False
+    assert git_dir not in mounts
     for volume, target in [
         ("clauderon-cargo-registry", "/workspace/.cargo/registry"),
         ("clauderon-cargo-git", "/workspace/.cargo/git"),
@@ -113,14 +118,16 @@ def test_git_works_inside_but_cannot_reach_the_host(clauderon, repo):
     )
     assert code == 0, out
     assert "Dev Eloper" in out  # the user's identity, from the repository's config
-    assert git("log", "--format=%s", "-1", session["branch"], cwd=repo) == "from the container"
+    wait_for(
+        lambda: git("log", "--format=%s", "-1", session["branch"], cwd=repo) == "from the container"
+    )
     assert git("rev-parse", "main", cwd=repo) != git("rev-parse", session["branch"], cwd=repo)
 
     git_dir = (repo / ".git").resolve()
     code, out = exec_in(container, f"echo 'touch /tmp/pwned' > {git_dir}/hooks/post-commit")
-    assert code != 0 and "Read-only file system" in out
-    code, out = exec_in(container, "git config core.hooksPath /workspace/evil")
     assert code != 0
+    code, out = exec_in(container, "git config core.hooksPath /workspace/evil")
+    assert code == 0  # the session's own config: the host never reads it
     assert "hooksPath" not in (git_dir / "config").read_text()
     # Agent files in the home directory are not offered for commit.
     code, out = exec_in(container, "touch .claude.json.backup && git status --porcelain")

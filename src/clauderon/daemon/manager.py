@@ -27,6 +27,7 @@ from ..backends import Backend, ContainerStatus, Progress
 from ..container import (
     CACHE_VOLUMES,
     RESERVED_ENV_PREFIX,
+    GitMounts,
     ProvidedAgent,
     ProxyInputs,
     SpecInputs,
@@ -42,6 +43,7 @@ from ..errors import (
     WouldLoseWork,
     session_not_found,
 )
+from ..gitsync import GitSync, SyncResult, SyncState, extra_alternates, unsaved_agent_branches
 from ..limits import parse_cpu_limit, parse_memory_limit
 from ..models import (
     CREDENTIAL_PLACEHOLDER,
@@ -75,6 +77,8 @@ MAX_PROMPT_BYTES = 100_000  # an argv string is capped at 128 KiB by the kernel
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 CREATE_STEPS = 5
+# How often the agent's commits are brought to the host (tests may slow it down).
+SYNC_INTERVAL = float(os.environ.get("CLAUDERON_SYNC_INTERVAL", "1.0"))
 # Delays before each attempt to recreate a missing container, then the daemon gives up.
 RECONCILE_BACKOFF = (30.0, 120.0, 300.0)
 WORKTREE_MISSING = (
@@ -158,6 +162,8 @@ class SessionManager:
         (paths.home / "gitignore").write_text(git.AGENT_HOME_EXCLUDES)
         install_report_script(paths.hooks)
         self.consoles = ConsoleManager(backend)
+        self.gitsync = GitSync(paths.sessions, store)
+        self._sync_task: asyncio.Task[None] | None = None
         directory.on_report = self._on_agent_report
         directory.on_model_calls = self._on_model_calls
 
@@ -357,11 +363,24 @@ class SessionManager:
 
     # --- reading --------------------------------------------------------------------
 
-    def view(self, session: Session, containers: dict[str, ContainerStatus] | None) -> SessionView:
+    def view(
+        self,
+        session: Session,
+        containers: dict[str, ContainerStatus] | None,
+        sync: SyncState | None = None,
+    ) -> SessionView:
         status = None
         if containers is not None and session.container:
             status = containers.get(session.container)
         view = SessionView(**session.model_dump())
+        if sync is not None:
+            view.agent_branches = sorted(sync.agent)
+            view.warnings += [
+                f"both you and the agent moved branch {session.branch} at {c['at']}: the "
+                f"agent's tip won; yours is kept as {c['ref']} (merge it: "
+                f"git merge {c['ref']})"
+                for c in sync.conflicts
+            ]
         if containers is None:
             view.container_state = "unknown"
         elif session.container:
@@ -399,15 +418,16 @@ class SessionManager:
 
     async def list(self, include_archived: bool = False) -> list[SessionView]:
         containers = await self._containers()
+        syncs = self._sync_views()
         return [
-            self.view(s, containers)
+            self.view(s, containers, syncs.get(s.id))
             for s in self.store.list_sessions()
             if include_archived or s.status != SessionStatus.ARCHIVED
         ]
 
     async def get(self, name: str) -> SessionView:
         session = self._get(name)
-        return self.view(session, await self._containers())
+        return self.view(session, await self._containers(), self.gitsync.state(session.id))
 
     # --- create ---------------------------------------------------------------------
 
@@ -606,7 +626,8 @@ class SessionManager:
                 undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
-                (repo.common_dir / "hooks").mkdir(exist_ok=True)  # bound read-only inside
+                # The session's own git dir and mirror (removed with session_dir).
+                await blocking(self.gitsync.prepare, session, session.base_commit)
                 self._save(session)
 
                 report(f"Starting container {self._container_name(session)}")
@@ -659,10 +680,20 @@ class SessionManager:
     ) -> None:
         session_dir = self.paths.session_dir(session.name)
         agent_mounts = await blocking(agent.write_settings, session, session_dir, self.paths.home)
+        # A session made before per-session git dirs moves to one here (its container is
+        # gone by now).
+        lay = await blocking(self.gitsync.ensure, session)
         inputs = SpecInputs(
             uid=self.uid,
             gid=self.gid,
-            git_common_dir=Path(session.git_common_dir),
+            git=GitMounts(
+                git_dir=lay.git_dir,
+                admin_dir=lay.admin_dir,
+                container_admin=lay.container_admin,
+                objects=lay.common_dir / "objects",
+                dotgit=lay.dotgit,
+                alternates=tuple(extra_alternates(lay.common_dir)),
+            ),
             git_identity=await blocking(git_identity, Path(session.repo), session.name),
             provided_agent=provided,
             proxy=ProxyInputs(self.proxy.port, self.ca_cert, self._placeholders()),
@@ -738,6 +769,7 @@ class SessionManager:
             self._require(
                 session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
             )
+            await self._sync_locked(session, force=True)  # its last commits, first
             if session.container:
                 await blocking(self.backend.remove, session.container)
             self.consoles.forget(name)
@@ -781,16 +813,18 @@ class SessionManager:
             if session.status == SessionStatus.CREATING:
                 raise Conflict(f"session {name!r} is still being created")
             if not force:  # refuse before touching the agent
+                await self._sync_locked(session, force=True)
                 await blocking(self._secure_work, session, False)
-            # Stop the agent before the final check and save: a commit it made after them
-            # would be lost with the worktree.
+            # Stop the agent before the last sync, check and save: a commit it made after
+            # them would be lost with its git dir and worktree.
             was_running = False
             if session.container:
                 status = await blocking(self.backend.inspect, session.container)
                 was_running = status is not None and status.state == "running"
                 await blocking(self.backend.stop, session.container)
+            await self._sync_locked(session, force=True)  # the agent's last commits first
             try:
-                saved_ref = await blocking(self._secure_work, session, force)
+                saved_ref, kept = await blocking(self._secure_work, session, force)
             except WouldLoseWork:  # the agent made work in between: leave it running
                 if was_running and session.container:
                     await blocking(self.backend.start, session.container)
@@ -800,6 +834,8 @@ class SessionManager:
             self.consoles.forget(name)
             try:
                 await blocking(self.backend.remove, self._container_name(session))
+                late_ref, late_kept = await self._save_late_work(session)
+                saved_ref, kept = saved_ref or late_ref, sorted({*kept, *late_kept})
                 await blocking(self._remove_files, session)
             except Exception as exc:
                 session.status, session.error = SessionStatus.FAILED, f"delete failed: {exc}"
@@ -812,36 +848,57 @@ class SessionManager:
             hint = None
             if saved_ref:
                 hint = f"git -C {session.repo} branch {session.name}-restored {saved_ref}"
-            return DeleteResult(name=session.name, saved_ref=saved_ref, restore_hint=hint)
+            return DeleteResult(
+                name=session.name, saved_ref=saved_ref, restore_hint=hint, agent_branches=kept
+            )
 
-    def _secure_work(self, session: Session, force: bool) -> str | None:
-        """Refuse to lose work; with force, save it under refs/clauderon/<name>/ first."""
+    async def _save_late_work(self, session: Session) -> tuple[str | None, list[str]]:
+        """With the container gone, one last sync: what the agent committed after the work
+        check is saved too, never dropped with its git dir."""
+        late = await self._sync_locked(session, force=True)
+        if late is None or not (late.tip or late.agent_branches is not None):
+            return None, []
+        return await blocking(self._secure_work, session, True)
+
+    def _secure_work(self, session: Session, force: bool) -> tuple[str | None, list[str]]:
+        """Refuse to lose work; with force, save it under refs/clauderon/<name>/ first.
+        Returns the saved ref and the agent's branches kept under
+        refs/clauderon/<name>/branches/ (those with commits on no user branch)."""
         repo = Path(session.repo)
         if not (repo.is_dir() and Path(session.git_common_dir).is_dir()):
-            return None  # the repository itself is gone: there is nothing left to save
+            return None, []  # the repository itself is gone: there is nothing left to save
         worktree = self._worktree(session)
         if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
             changed = worktree.changed_files()
             commits = worktree.unique_commits()
         else:
             changed, commits = [], git.unique_branch_commits(repo, session.branch)
-        if not changed and not commits:
-            return None
-        if not force:
+        state = self.gitsync.state(session.id)
+        lay = self.gitsync.layout(session)
+        branches = unsaved_agent_branches(lay, state.agent) if state else []
+        if not force and (changed or commits or branches):
             parts = []
             if changed:
                 shown = ", ".join(changed[:3]) + (", …" if len(changed) > 3 else "")
                 parts.append(f"{len(changed)} uncommitted file(s) ({shown})")
             if commits:
                 parts.append(f"{len(commits)} commit(s) on no other branch")
+            if branches:
+                shown = ", ".join(branches[:3]) + (", …" if len(branches) > 3 else "")
+                parts.append(f"{len(branches)} branch(es) of the agent ({shown})")
             raise WouldLoseWork(
                 f"session {session.name!r} has {' and '.join(parts)}: merge or push them, or "
                 f"`clauderon delete --force {session.name}` to save them under "
                 f"refs/clauderon/{session.name}/ and delete"
             )
+        if state:  # agent branches with nothing of their own are not kept
+            for name in set(state.agent) - set(branches):
+                lay.git(["update-ref", "-d", f"refs/clauderon/{session.name}/branches/{name}"])
+        if not changed and not commits:
+            return None, branches
         if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
-            return worktree.save_work(session.name)
-        return git.save_branch(repo, session.branch, session.name)
+            return worktree.save_work(session.name), branches
+        return git.save_branch(repo, session.branch, session.name), branches
 
     def _remove_files(self, session: Session) -> None:
         repo = Path(session.repo)
@@ -1115,9 +1172,76 @@ class SessionManager:
             except Exception:
                 log.exception("reconcile failed")
 
+    # --- git sync (gitsync.py) ---------------------------------------------------------
+
+    async def sync(self, name: str) -> SyncResult | None:
+        """Bring a session's branch up to date on the host now: what a command that reads
+        the branch (diff, merge…) calls first."""
+        async with self._lock(name):
+            return await self._sync_locked(self._get(name), force=True)
+
+    async def _sync_locked(self, session: Session, force: bool = False) -> SyncResult | None:
+        try:
+            result = await blocking(self.gitsync.sync, session, force)
+        except Exception:  # a broken repository must not stop the loop or a delete
+            log.exception("git sync of %s failed", session.name)
+            return None
+        if result is not None:
+            self._publish_sync(session, result)
+        return result
+
+    def _publish_sync(self, session: Session, result: SyncResult) -> None:
+        base = {"session": session.name, "branch": session.branch}
+        if result.tip or result.written_back:
+            self.events.publish(
+                {
+                    "type": "branch_updated",
+                    **base,
+                    "tip": result.tip or result.written_back,
+                    "from": "agent" if result.tip else "host",
+                    "saved": result.saved,
+                }
+            )
+        if result.conflict:
+            self.store.add_event(session, "branch_conflict", result.conflict)
+            self.events.publish({"type": "branch_conflict", **base, **result.conflict})
+        if result.agent_branches is not None:
+            self.events.publish(
+                {"type": "agent_branches", **base, "agent_branches": sorted(result.agent_branches)}
+            )
+
+    async def sync_forever(self, interval: float) -> None:
+        """Every `interval` seconds, each session with a container: cheap when nothing
+        changed; a session busy with an operation is left for the next round."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                sessions = [
+                    s
+                    for s in self.store.list_sessions()
+                    if s.container
+                    and s.status not in (SessionStatus.CREATING, SessionStatus.DELETING)
+                ]
+                await asyncio.gather(*(self._sync_if_free(s) for s in sessions))
+            except Exception:
+                log.exception("git sync round failed")
+
+    async def _sync_if_free(self, session: Session) -> None:
+        if self._lock.busy(session.name):
+            return
+        async with self._lock(session.name):
+            fresh = self.store.get_session(session.name)
+            if fresh is not None and fresh.id == session.id and fresh.container:
+                await self._sync_locked(fresh)
+
+    def _sync_views(self) -> dict[str, SyncState]:
+        return {sid: SyncState.from_row(*row) for sid, row in self.store.list_git_sync().items()}
+
     async def startup(self) -> None:
         """Finish what a previous daemon left half done (it died or was killed), and bring
         the proxy up for the sessions that run."""
+        if self._sync_task is None:
+            self._sync_task = asyncio.create_task(self.sync_forever(SYNC_INTERVAL))
         for session in self.store.list_sessions():
             self.directory.register(session)
             try:
@@ -1142,8 +1266,10 @@ class SessionManager:
         log.info("finishing interrupted delete of %s", session.name)
         name = self._container_name(session)
         await blocking(self.backend.stop, name)
+        await self._sync_locked(session, force=True)
         await blocking(self._secure_work, session, True)
         await blocking(self.backend.remove, name)
+        await self._save_late_work(session)
         await blocking(self._remove_files, session)
         self.store.delete_session(session.id)
 
