@@ -214,12 +214,15 @@ def remove_worktree(
 
     Done by hand rather than with `git worktree remove`: the worktree's git dir is the
     agent's to rewrite, so nothing in it decides what gets deleted. `git_dir` is the one
-    recorded when the worktree was made. No `git worktree prune`: it would also unregister
-    the worktrees that parallel deletes are half-way through removing."""
+    recorded when the worktree was made (unknown when a creation was cancelled while git
+    made it: then `git worktree prune` finds it, its worktree being gone). The prune and
+    the removal hold the repository lock, and a removal tolerates an admin dir that a
+    parallel delete's prune took first."""
     remove_tree(path)
-    if git_dir and common_dir and git_dir.parent == common_dir / "worktrees":
-        with REPO_LOCK:
+    with REPO_LOCK:
+        if git_dir and common_dir and git_dir.parent == common_dir / "worktrees":
             remove_tree(git_dir)
+        run_git(["worktree", "prune"], cwd=repo_root, check=False)
 
 
 def delete_branch(repo_root: Path, branch: str, only_at: str | None = None) -> None:
