@@ -76,7 +76,9 @@ class ProxySessions:
     async def verify_peer(self, policy: SessionPolicy, address: str) -> bool:
         if address and self._addresses.get(policy.name) == address:
             return True
-        status = await blocking(self.backend.inspect, container_name(policy.name))
+        status = await blocking(
+            self.backend.inspect, container_name(policy.name, self.backend.instance)
+        )
         if status is None or not status.ip:
             return False
         self._addresses[policy.name] = status.ip
