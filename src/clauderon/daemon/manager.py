@@ -1046,8 +1046,8 @@ class SessionManager:
                 if session is None or session.id != snapshot.id:
                     continue  # deleted (or replaced) since the snapshot
                 await self._reconcile_one(session, found, progress, manual, report)
-        for name in containers:
-            if name not in owned:
+        for name, found in containers.items():
+            if name not in owned and "clauderon.role" not in found.labels:  # (probes: ours)
                 report["orphan_containers"].append(name)
                 if remove_orphans:
                     await blocking(self.backend.remove, name)
@@ -1242,6 +1242,7 @@ class SessionManager:
         the proxy up for the sessions that run."""
         if self._sync_task is None:
             self._sync_task = asyncio.create_task(self.sync_forever(SYNC_INTERVAL))
+        await self._remove_leftover_probes()
         for session in self.store.list_sessions():
             self.directory.register(session)
             try:
@@ -1259,6 +1260,18 @@ class SessionManager:
                 )
                 self._save(session, "session_failed", error=session.error)
         await self.ensure_proxy()
+
+    async def _remove_leftover_probes(self) -> None:
+        """Image probes of a daemon that was killed mid-probe (the engine does not remove
+        them by itself)."""
+        try:
+            probes = await blocking(
+                self.backend.inspect_all, {**self._labels(), "clauderon.role": "probe"}
+            )
+            for name in probes:
+                await blocking(self.backend.remove, name)
+        except ClauderonError as exc:  # the engine is down: the next start tries again
+            log.info("leftover image probes not checked: %s", exc.message)
 
     async def _finish_delete(self, session: Session) -> None:
         """A delete the previous daemon did not finish. Its work was secured before it was
