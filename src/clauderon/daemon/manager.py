@@ -591,14 +591,13 @@ class SessionManager:
                 undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
-                # The session's own git dir and mirror (removed with session_dir).
-                await blocking(self.gitsync.prepare, session, session.base_commit)
                 self._save(session)
 
                 report(f"Starting container {container_name(session.name)}")
                 session.container = container_name(session.name)
                 undo.add("container", lambda: self.backend.remove(container_name(session.name)))
-                await self._start_container(session, agent, provided)
+                # With the session's own git dir and mirror (removed with session_dir).
+                await self._start_container(session, agent, provided, new=True)
 
                 report("Session running")
                 session.status = SessionStatus.RUNNING
@@ -641,13 +640,27 @@ class SessionManager:
         return ProvidedAgent(directory, facts_json["path"])
 
     async def _start_container(
-        self, session: Session, agent: Agent, provided: ProvidedAgent | None
+        self, session: Session, agent: Agent, provided: ProvidedAgent | None, new: bool = False
     ) -> None:
+        """Settings, identity and the session's git dir side by side (each in a thread),
+        then the container. A new session's git dir is made here; one made before
+        per-session git dirs moves to one (its container is gone by now)."""
         session_dir = self.paths.session_dir(session.name)
-        agent_mounts = await blocking(agent.write_settings, session, session_dir, self.paths.home)
-        # A session made before per-session git dirs moves to one here (its container is
-        # gone by now).
-        lay = await blocking(self.gitsync.ensure, session)
+        git_dir = (
+            blocking(self.gitsync.prepare, session, session.base_commit)
+            if new
+            else blocking(self.gitsync.ensure, session)
+        )
+        done = await asyncio.gather(
+            blocking(agent.write_settings, session, session_dir, self.paths.home),
+            blocking(git_identity, Path(session.repo), session.name),
+            git_dir,
+            return_exceptions=True,  # all three end before an undo may run
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        agent_mounts, identity, lay = done
         inputs = SpecInputs(
             uid=self.uid,
             gid=self.gid,
@@ -659,7 +672,7 @@ class SessionManager:
                 dotgit=lay.dotgit,
                 alternates=tuple(extra_alternates(lay.common_dir)),
             ),
-            git_identity=await blocking(git_identity, Path(session.repo), session.name),
+            git_identity=identity,
             provided_agent=provided,
             proxy=ProxyInputs(self.proxy.port, self.ca_cert, self._placeholders()),
         )
