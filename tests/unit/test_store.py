@@ -61,3 +61,14 @@ def test_round_trip(tmp_path):
     assert store.events("id-a")[0]["payload"] == {"k": 1}
     store.delete_session("id-a")
     assert store.get_session("a") is None
+
+
+def test_git_sync_state_round_trip_and_goes_with_the_session(tmp_path):
+    store = Store(tmp_path / "db.sqlite")
+    one = session("one")
+    store.insert_session(one)
+    store.put_git_sync(one.id, "a" * 40, '{"agent": {}}')
+    assert store.get_git_sync(one.id) == ("a" * 40, '{"agent": {}}')
+    assert store.list_git_sync() == {one.id: ("a" * 40, '{"agent": {}}')}
+    store.delete_session(one.id)
+    assert store.get_git_sync(one.id) is None

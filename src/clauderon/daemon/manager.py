@@ -806,6 +806,7 @@ class SessionManager:
                 self._save(session, "session_failed", error=session.error)
                 raise
             self.store.delete_session(session.id)
+            self.gitsync.forget(session.id)
             self.directory.unregister(session)
             self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
             self.events.publish({"type": "session_deleted", "session": session.name})
