@@ -692,7 +692,12 @@ class GitSync:
             if state is None:
                 return None
             agent = read_agent_refs(lay, state.hexlen)
-            result = self._apply(session.id, lay, state, agent, host_tip)
+            try:
+                result = self._apply(session.id, lay, state, agent, host_tip)
+            except Exception:
+                # Said once (the caller logs it); tried again when something changes.
+                self._seen[session.id] = fingerprint
+                raise
             if result is not False:
                 self._seen[session.id] = fingerprint
             return result if isinstance(result, SyncResult) else None
