@@ -626,14 +626,13 @@ class SessionManager:
                 undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
-                # The session's own git dir and mirror (removed with session_dir).
-                await blocking(self.gitsync.prepare, session, session.base_commit)
                 self._save(session)
 
                 report(f"Starting container {self._container_name(session)}")
                 session.container = self._container_name(session)
                 undo.add("container", lambda: self.backend.remove(self._container_name(session)))
-                await self._start_container(session, agent, provided)
+                # With the session's own git dir and mirror (removed with session_dir).
+                await self._start_container(session, agent, provided, new=True)
 
                 report("Session running")
                 session.status = SessionStatus.RUNNING
@@ -676,13 +675,27 @@ class SessionManager:
         return ProvidedAgent(directory, facts_json["path"])
 
     async def _start_container(
-        self, session: Session, agent: Agent, provided: ProvidedAgent | None
+        self, session: Session, agent: Agent, provided: ProvidedAgent | None, new: bool = False
     ) -> None:
+        """Settings, identity and the session's git dir side by side (each in a thread),
+        then the container. A new session's git dir is made here; one made before
+        per-session git dirs moves to one (its container is gone by now)."""
         session_dir = self.paths.session_dir(session.name)
-        agent_mounts = await blocking(agent.write_settings, session, session_dir, self.paths.home)
-        # A session made before per-session git dirs moves to one here (its container is
-        # gone by now).
-        lay = await blocking(self.gitsync.ensure, session)
+        git_dir = (
+            blocking(self.gitsync.prepare, session, session.base_commit)
+            if new
+            else blocking(self.gitsync.ensure, session)
+        )
+        done = await asyncio.gather(
+            blocking(agent.write_settings, session, session_dir, self.paths.home),
+            blocking(git_identity, Path(session.repo), session.name),
+            git_dir,
+            return_exceptions=True,  # all three end before an undo may run
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        agent_mounts, identity, lay = done
         inputs = SpecInputs(
             uid=self.uid,
             gid=self.gid,
@@ -694,7 +707,7 @@ class SessionManager:
                 dotgit=lay.dotgit,
                 alternates=tuple(extra_alternates(lay.common_dir)),
             ),
-            git_identity=await blocking(git_identity, Path(session.repo), session.name),
+            git_identity=identity,
             provided_agent=provided,
             proxy=ProxyInputs(self.proxy.port, self.ca_cert, self._placeholders()),
         )
@@ -842,6 +855,7 @@ class SessionManager:
                 self._save(session, "session_failed", error=session.error)
                 raise
             self.store.delete_session(session.id)
+            self.gitsync.forget(session.id)
             self.directory.unregister(session)
             self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
             self.events.publish({"type": "session_deleted", "session": session.name})
