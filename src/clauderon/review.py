@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ClauderonError, Conflict, InvalidInput
@@ -60,6 +61,9 @@ class MergeConflict(ClauderonError):
         super().__init__(message)
         self.files = files
 
+    def to_json(self) -> dict[str, Any]:  # type: ignore[override]
+        return {**super().to_json(), "files": self.files}
+
 
 class CheckoutInTheWay(ClauderonError):
     code = "checkout_in_the_way"
@@ -82,7 +86,8 @@ def main_git(
 
 def rev(common_dir: Path, name: str) -> str | None:
     proc = main_git(
-        common_dir, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}"],
+        common_dir,
+        ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}"],
         check=False,
     )
     return proc.stdout.strip() or None
@@ -161,7 +166,12 @@ def stream_command(argv: list[str], cwd: Path, limit: int = MAX_DIFF_BYTES) -> I
     """A command's output in chunks, cut at `limit` bytes (the last chunk says so)."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_PAGER": "cat"}
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None and proc.stderr is not None
     sent = 0
@@ -296,7 +306,9 @@ def commit_all(
                 check=False,
             )
             if moved.returncode != 0:
-                raise Conflict(f"branch {wt.branch} moved meanwhile: nothing was committed; try again")
+                raise Conflict(
+                    f"branch {wt.branch} moved meanwhile: nothing was committed; try again"
+                )
             _install_index(wt.git_dir, snap.index)
     files = [ln.split("\t")[-1] for ln in changes.splitlines() if ln.strip()]
     return commit, files

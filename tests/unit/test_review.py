@@ -26,8 +26,16 @@ def agent_commit(wt, path: str, text: str, message: str) -> str:
     (wt.root / path).parent.mkdir(parents=True, exist_ok=True)
     (wt.root / path).write_text(text)
     git("add", path, cwd=wt.root)
-    git("-c", "user.name=Agent", "-c", "user.email=agent@example.com", "commit", "-qm", message,
-        cwd=wt.root)
+    git(
+        "-c",
+        "user.name=Agent",
+        "-c",
+        "user.email=agent@example.com",
+        "commit",
+        "-qm",
+        message,
+        cwd=wt.root,
+    )
     return git("rev-parse", "HEAD", cwd=wt.root)
 
 
@@ -36,10 +44,16 @@ def full_diff(wt, repo: Path, **kw) -> str:
         tree = snap.tree
     base = git("rev-parse", "main", cwd=repo)
     argv = review.diff_command(
-        common(repo), base, tree, stat=kw.get("stat", False),
-        name_only=kw.get("name_only", False), color=False,
+        common(repo),
+        base,
+        tree,
+        stat=kw.get("stat", False),
+        name_only=kw.get("name_only", False),
+        color=False,
     )
-    return b"".join(review.stream_command(argv, repo, kw.get("limit", review.MAX_DIFF_BYTES))).decode()
+    return b"".join(
+        review.stream_command(argv, repo, kw.get("limit", review.MAX_DIFF_BYTES))
+    ).decode()
 
 
 def test_diff_has_commits_uncommitted_untracked_and_names_binaries(repo, tmp_path):
@@ -220,11 +234,33 @@ def test_untracked_file_in_the_way_is_refused(repo, tmp_path):
 def test_rebase_refuses_merge_commits(repo, tmp_path):
     wt = setup_session(repo, tmp_path)
     git("branch", "side", "main", cwd=repo)
-    git("-c", "user.name=A", "-c", "user.email=a@x", "merge", "-q", "--no-ff", "-m", "m", "side",
-        cwd=wt.root)
+    git(
+        "-c",
+        "user.name=A",
+        "-c",
+        "user.email=a@x",
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        "m",
+        "side",
+        cwd=wt.root,
+    )
     user_commit(repo, "user.txt", "u\n")
-    git("-c", "user.name=A", "-c", "user.email=a@x", "merge", "-q", "--no-ff", "-m", "m2", "main",
-        cwd=wt.root)
+    git(
+        "-c",
+        "user.name=A",
+        "-c",
+        "user.email=a@x",
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        "m2",
+        "main",
+        cwd=wt.root,
+    )
     with pytest.raises(InvalidInput, match="merge commit"):
         land(repo, "rebase")
 
