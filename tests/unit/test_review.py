@@ -302,3 +302,15 @@ def test_read_ref_loose_and_packed(repo):
     git("pack-refs", "--all", cwd=repo)
     assert review.read_ref(c, "refs/heads/main") == tip
     assert review.read_ref(c, "refs/heads/none") is None
+
+
+def test_github_config_is_strict(tmp_path):
+    from clauderon.config import ConfigError, load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[github]\napi_url = "http://127.0.0.1:8080/"\n')
+    assert load_config(path).github.api_url == "http://127.0.0.1:8080"
+    for bad in ('api_url = "ftp://x"', 'api_url = "https://u:p@x"', "other = 1"):
+        path.write_text(f"[github]\n{bad}\n")
+        with pytest.raises(ConfigError):
+            load_config(path)
