@@ -53,6 +53,18 @@ def _check_text(value: str | None, what: str) -> str | None:
     return value
 
 
+def _base_of(session: Session) -> str | None:
+    """Where the work goes back to: `base_ref` (recorded at creation); for a session made
+    before it was recorded, --base-branch when that is a branch."""
+    if session.base_ref:
+        return session.base_ref
+    name = (session.base_branch or "").removeprefix("refs/heads/")
+    common = Path(session.git_common_dir)
+    if name and review.read_ref(common, f"refs/heads/{name}") is not None:
+        return name
+    return None
+
+
 def _check_remote(remote: str) -> str:
     if not remote or remote.startswith("-") or len(remote) > 100 or not remote.isprintable():
         raise InvalidInput(f"invalid remote name {remote!r}")
@@ -217,7 +229,7 @@ class Landing:
         async with self._lock(name):
             session = self._get_to_change(name)
             self._need_worktree(session)
-            into = req.into or session.base_ref
+            into = req.into or _base_of(session)
             if not into:
                 raise InvalidInput(
                     f"session {name!r} was not made from a branch: say where to merge with "
@@ -325,7 +337,7 @@ class Landing:
                 "no GitHub token: set $GITHUB_TOKEN (or $GH_TOKEN) in the daemon's environment "
                 "or `clauderon config set-credential github_token`"
             )
-        base = req.base or session.base_ref
+        base = req.base or _base_of(session)
         if not base:
             raise InvalidInput(
                 f"session {name!r} was not made from a branch: give the pull request's --base"
