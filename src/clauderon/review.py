@@ -292,39 +292,51 @@ def commit_all(
         ).stdout
         text = message if message is not None else default_commit_message(prompt, changes)
         commit = _commit_tree(common_dir, snap.tree, [snap.head], text, identity)
-        with REPO_LOCK:
-            moved = main_git(
-                common_dir,
-                [
-                    "update-ref",
-                    "-m",
-                    "clauderon commit",
-                    f"refs/heads/{wt.branch}",
-                    commit,
-                    snap.head,
-                ],
-                check=False,
-            )
+        # The host's index is locked first (as git does), so the commit and the index
+        # that matches it land together or not at all.
+        lock = wt.git_dir / "index.lock"
+        fd = _lock_index(wt.git_dir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(snap.index.read_bytes())
+            with REPO_LOCK:
+                moved = main_git(
+                    common_dir,
+                    [
+                        "update-ref",
+                        "-m",
+                        "clauderon commit",
+                        f"refs/heads/{wt.branch}",
+                        commit,
+                        snap.head,
+                    ],
+                    check=False,
+                )
             if moved.returncode != 0:
                 raise Conflict(
                     f"branch {wt.branch} moved meanwhile: nothing was committed; try again"
                 )
-            _install_index(wt.git_dir, snap.index)
+            os.replace(lock, wt.git_dir / "index")
+        except BaseException:
+            lock.unlink(missing_ok=True)
+            raise
     files = [ln.split("\t")[-1] for ln in changes.splitlines() if ln.strip()]
     return commit, files
 
 
-def _install_index(admin_dir: Path, index: Path) -> None:
-    """Replace the host's index of the worktree the way git does (index.lock, rename)."""
-    lock = admin_dir / "index.lock"
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+def _lock_index(admin_dir: Path) -> int:
+    """Take the host's `index.lock` of the worktree (O_EXCL, never through a link)."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(index.read_bytes())
-        os.replace(lock, admin_dir / "index")
-    except BaseException:
-        lock.unlink(missing_ok=True)
-        raise
+        return os.open(
+            admin_dir / "index.lock",
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o644,
+        )
+    except FileExistsError:
+        raise Conflict(
+            f"{admin_dir / 'index.lock'} exists: another git command is running in the "
+            "worktree; nothing was committed"
+        ) from None
 
 
 def _commit_tree(

@@ -314,3 +314,14 @@ def test_github_config_is_strict(tmp_path):
         path.write_text(f"[github]\n{bad}\n")
         with pytest.raises(ConfigError):
             load_config(path)
+
+
+def test_commit_refused_while_git_holds_the_index_lock(repo, tmp_path):
+    wt = make_worktree(repo, tmp_path)
+    (wt.root / "README").write_text("edited\n")
+    before = git("rev-parse", "s1", cwd=repo)
+    (wt.git_dir / "index.lock").write_text("")
+    with pytest.raises(review.Conflict, match=r"index\.lock"):
+        review.commit_all(wt, common(repo), "p", "m", ME)
+    assert git("rev-parse", "s1", cwd=repo) == before
+    assert (wt.git_dir / "index.lock").exists()  # not ours to remove
