@@ -508,16 +508,22 @@ def _replay(common_dir: Path, onto: str, src: str, identity: dict[str, str]) -> 
     return current
 
 
-def apply_merge(common_dir: Path, outcome: MergeOutcome, reason: str) -> MergeOutcome:
+def apply_merge(
+    common_dir: Path, outcome: MergeOutcome, reason: str, not_under: Path | None = None
+) -> MergeOutcome:
     """Move `into` to the new tip. Where the user has it checked out, the checkout follows
     as `git merge` would (`read-tree -m -u`, which refuses to overwrite local changes:
-    then nothing changes and CheckoutInTheWay says so)."""
+    then nothing changes and CheckoutInTheWay says so). Worktrees under `not_under`
+    (the sessions') are never a checkout of the user's: git there would read what an
+    agent may have written."""
     if outcome.already:
         return outcome
     old, new, into = outcome.previous, outcome.commit, outcome.into
     with REPO_LOCK:
         updated: list[Path] = []
         for path in worktrees_on(common_dir, into):
+            if not_under is not None and path.resolve().is_relative_to(not_under.resolve()):
+                continue
             git_in = ["-C", str(path), *SAFE_OPTS]
             run_git([*git_in, "update-index", "-q", "--refresh"], check=False)
             proc = run_git([*git_in, "read-tree", "-m", "-u", old, new], check=False)

@@ -325,3 +325,15 @@ def test_commit_refused_while_git_holds_the_index_lock(repo, tmp_path):
         review.commit_all(wt, common(repo), "p", "m", ME)
     assert git("rev-parse", "s1", cwd=repo) == before
     assert (wt.git_dir / "index.lock").exists()  # not ours to remove
+
+
+def test_a_session_worktree_claiming_the_branch_is_never_checked_out_into(repo, tmp_path):
+    # An agent of an older layout could write its admin dir's HEAD: the merge must not
+    # run git in that worktree (it would read what the agent wrote).
+    wt = setup_session(repo, tmp_path)
+    git("branch", "target", "main", cwd=repo)
+    (wt.git_dir / "HEAD").write_text("ref: refs/heads/target\n")
+    outcome = review.plan_merge(common(repo), "s1", "s1", "target", "squash", None, "p", ME)
+    review.apply_merge(common(repo), outcome, "test", not_under=tmp_path / "worktrees")
+    assert outcome.checkout is None
+    assert git("rev-parse", "target", cwd=repo) == outcome.commit

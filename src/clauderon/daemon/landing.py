@@ -269,7 +269,10 @@ class Landing:
                     identity,
                 )
                 return review.apply_merge(
-                    common, outcome, f"clauderon merge {session.name} ({req.mode})"
+                    common,
+                    outcome,
+                    f"clauderon merge {session.name} ({req.mode})",
+                    not_under=self.paths.worktrees,
                 )
 
             outcome = await blocking(land)
@@ -325,7 +328,9 @@ class Landing:
         remote = _check_remote(req.remote)
         env = _ssh_env(req.ssh_auth_sock)
         title = _check_text(req.title, "title")
-        body = req.body if req.body is None else _check_text(req.body, "body")
+        body = req.body
+        if body is not None and ("\x00" in body or len(body.encode()) > MAX_MESSAGE_BYTES):
+            raise InvalidInput(f"the body has a NUL byte or is over {MAX_MESSAGE_BYTES} bytes")
         if req.base is not None:
             review.check_branch_name(req.base, "--base branch")
         session = self._get(name)
