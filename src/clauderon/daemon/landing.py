@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DIRTY_INTERVAL = 10.0  # seconds between looks at a worktree's uncommitted changes
+# Seconds between looks at a worktree's uncommitted changes: while its agent runs, and
+# otherwise (only the user edits then).
+DIRTY_INTERVAL = 10.0
+DIRTY_INTERVAL_IDLE = 60.0
 MAX_MESSAGE_BYTES = 100_000
 
 
@@ -103,7 +106,7 @@ class Landing:
     def compute_stats(self: SessionManager, session: Session, force: bool = False) -> None:
         """Refresh the cached numbers of one session (blocking: run off the loop). Cheap
         when its branch and base branch did not move (two small file reads) and the
-        worktree was looked at less than DIRTY_INTERVAL ago."""
+        worktree was looked at less than DIRTY_INTERVAL (stopped: _IDLE) ago."""
         common = Path(session.git_common_dir)
         if not common.is_dir():
             return
@@ -114,7 +117,10 @@ class Landing:
         old = self._stats.get(session.id)
         now = time.monotonic()
         moved = old is None or old.key != key
-        dirty_due = force or old is None or now - old.dirty_at >= DIRTY_INTERVAL
+        interval = (
+            DIRTY_INTERVAL if session.status == SessionStatus.RUNNING else DIRTY_INTERVAL_IDLE
+        )
+        dirty_due = force or old is None or now - old.dirty_at >= interval
         if not moved and not dirty_due:
             return
         stats = review.Stats(key)
