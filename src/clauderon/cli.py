@@ -400,8 +400,14 @@ def diff(
     base: str | None = typer.Option(
         None, "--base", help="Compare with this revision (default: where the session started)."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="The changed files as JSON (path, added, deleted, binary)."
+    ),
 ) -> None:
     """Everything a session changed: its commits, uncommitted and untracked files."""
+    if as_json:
+        print_json(client().request("GET", f"/api/sessions/{name}/changes", params={"base": base}))
+        return
     tty = sys.stdout.isatty()
     params = {"stat": stat, "name_only": name_only, "base": base, "color": tty}
     chunks = client().stream_bytes("GET", f"/api/sessions/{name}/diff", params=params)

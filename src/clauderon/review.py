@@ -151,15 +151,43 @@ def snapshot(wt: Worktree) -> Iterator[Snapshot]:
 
 
 def diff_command(
-    common_dir: Path, base: str, tree: str, *, stat: bool, name_only: bool, color: bool
+    common_dir: Path,
+    base: str,
+    tree: str,
+    *,
+    stat: bool,
+    name_only: bool,
+    color: bool,
+    numstat: bool = False,
 ) -> list[str]:
     args = [*SAFE_OPTS, f"--git-dir={common_dir}", "diff", *DIFF_OPTS]
     args.append("--color=always" if color else "--color=never")
-    if name_only:
+    if numstat:  # data: `added<TAB>deleted<TAB>path<NUL>` ("-" counts for binary files)
+        args += ["--numstat", "-z", "--no-renames"]
+    elif name_only:
         args.append("--name-only")
     elif stat:
         args.append("--stat")
     return ["git", *args, base, tree, "--"]
+
+
+def parse_numstat(data: bytes) -> list[dict[str, Any]]:
+    files = []
+    for entry in data.split(b"\0"):
+        added, sep1, rest = entry.partition(b"\t")
+        deleted, sep2, path = rest.partition(b"\t")
+        if not (sep1 and sep2 and path):
+            continue
+        binary = added == b"-"
+        files.append(
+            {
+                "path": path.decode(errors="replace"),
+                "added": None if binary else int(added),
+                "deleted": None if binary else int(deleted),
+                "binary": binary,
+            }
+        )
+    return files
 
 
 def stream_command(argv: list[str], cwd: Path, limit: int = MAX_DIFF_BYTES) -> Iterator[bytes]:

@@ -86,6 +86,13 @@ def test_diff_shows_commits_uncommitted_untracked_and_binary(rig):
     names = rig.clauderon.run("diff", "land", "--name-only").stdout.split()
     assert sorted(names) == ["README.md", "keep.txt", "logo.bin", "new.txt"]
     assert "4 files changed" in rig.clauderon.run("diff", "land", "--stat").stdout
+    data = rig.clauderon.run("diff", "land", "--json").json
+    assert {f["path"]: f["binary"] for f in data["files"]} == {
+        "README.md": False,
+        "keep.txt": False,
+        "logo.bin": True,
+        "new.txt": False,
+    }
     # Against another base: the same files (main has not moved).
     assert "README.md" in rig.clauderon.run("diff", "land", "--base", "main", "--stat").stdout
     # Looking changed nothing: the agent's files are still uncommitted.

@@ -337,3 +337,22 @@ def test_a_session_worktree_claiming_the_branch_is_never_checked_out_into(repo, 
     review.apply_merge(common(repo), outcome, "test", not_under=tmp_path / "worktrees")
     assert outcome.checkout is None
     assert git("rev-parse", "target", cwd=repo) == outcome.commit
+
+
+def test_numstat_as_data(repo, tmp_path):
+    wt = make_worktree(repo, tmp_path)
+    (wt.root / "README").write_text("hello\nmore\n")
+    (wt.root / "we ird\tname.txt").write_text("a\nb\n")
+    (wt.root / "blob.bin").write_bytes(b"\x00\x01" * 10)
+    with review.snapshot(wt) as snap:
+        tree = snap.tree
+    base = git("rev-parse", "main", cwd=repo)
+    argv = review.diff_command(
+        common(repo), base, tree, stat=False, name_only=False, color=False, numstat=True
+    )
+    files = review.parse_numstat(b"".join(review.stream_command(argv, repo)))
+    assert sorted(files, key=lambda f: f["path"]) == [
+        {"path": "README", "added": 1, "deleted": 0, "binary": False},
+        {"path": "blob.bin", "added": None, "deleted": None, "binary": True},
+        {"path": "we ird\tname.txt", "added": 2, "deleted": 0, "binary": False},
+    ]

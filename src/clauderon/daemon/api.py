@@ -284,6 +284,11 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
 
         return StreamingResponse(body(), media_type="text/plain; charset=utf-8")
 
+    @app.get("/api/sessions/{name}/changes")
+    async def session_changes(name: str, base: str | None = None) -> dict[str, Any]:
+        """The changed files as data (`clauderon diff --json`)."""
+        return await manager.changes(name, base)
+
     @app.post("/api/sessions/{name}/commit")
     async def commit_session(name: str, req: CommitRequest) -> dict[str, Any]:
         return await manager.commit(name, req)

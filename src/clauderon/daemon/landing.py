@@ -174,6 +174,7 @@ class Landing:
         name_only: bool = False,
         base: str | None = None,
         color: bool = False,
+        numstat: bool = False,
     ) -> AsyncIterator[bytes]:
         """Everything the session changed against `base` (default: the commit it started
         from): its commits, uncommitted and untracked files. Cut at review.MAX_DIFF_BYTES."""
@@ -189,11 +190,31 @@ class Landing:
                 with review.snapshot(worktree) as snap:
                     tree = snap.tree
                 return review.diff_command(
-                    common, base_sha, tree, stat=stat, name_only=name_only, color=color
+                    common,
+                    base_sha,
+                    tree,
+                    stat=stat,
+                    name_only=name_only,
+                    color=color,
+                    numstat=numstat,
                 )
 
             argv = await blocking(prepare)
         return iterate_in_thread(review.stream_command(argv, common))
+
+    async def changes(self: SessionManager, name: str, base: str | None = None) -> dict[str, Any]:
+        """The changed files as data: path, lines added and deleted (None: binary)."""
+        chunks = []
+        async for chunk in await self.diff(name, base=base, numstat=True):
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        session = self._get(name)
+        return {
+            "name": name,
+            "base": base or session.base_commit,
+            "truncated": len(data) >= review.MAX_DIFF_BYTES,
+            "files": review.parse_numstat(data),
+        }
 
     # --- commit -----------------------------------------------------------------------
 
