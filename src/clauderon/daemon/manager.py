@@ -24,6 +24,7 @@ from .. import git
 from ..agents import Agent, get_agent, install_report_script
 from ..agents.provision import ensure_agent
 from ..backends import Backend, ContainerStatus, Progress
+from ..config import GitHubConfig
 from ..container import (
     CACHE_VOLUMES,
     RESERVED_ENV_PREFIX,
@@ -69,6 +70,7 @@ from .blocking import blocking, iterate_in_thread
 from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
+from .landing import Landing
 from .status import effective_status, status_from_report
 
 log = logging.getLogger(__name__)
@@ -136,7 +138,7 @@ class Rollback:
         self._steps.clear()
 
 
-class SessionManager:
+class SessionManager(Landing):
     def __init__(
         self,
         paths: Paths,
@@ -146,6 +148,7 @@ class SessionManager:
         proxy: CredentialProxy,
         directory: ProxySessions,
         ca_cert: Path,
+        github: GitHubConfig | None = None,
     ):
         self.paths = paths
         self.store = store
@@ -164,6 +167,8 @@ class SessionManager:
         self.consoles = ConsoleManager(backend)
         self.gitsync = GitSync(paths.sessions, store)
         self._sync_task: asyncio.Task[None] | None = None
+        self._stats = {}  # session id → review.Stats (landing.py), read by `list`
+        self.github_api_url = github.api_url if github else None
         directory.on_report = self._on_agent_report
         directory.on_model_calls = self._on_model_calls
 
@@ -372,7 +377,7 @@ class SessionManager:
         status = None
         if containers is not None and session.container:
             status = containers.get(session.container)
-        view = SessionView(**session.model_dump())
+        view = SessionView(**session.model_dump(), **self.stats_view(session))
         if sync is not None:
             view.agent_branches = sorted(sync.agent)
             view.warnings += [
@@ -491,6 +496,7 @@ class SessionManager:
             self._check_name_free(name, None)
         repo = git.resolve_repo(req.repo)
         base_commit = git.resolve_commit(repo, req.base_branch) if req.base_branch else repo.head
+        base_ref = git.base_ref(repo, req.base_branch)
         if req.name is None:
             name = self._free_name(req.prompt, repo.root)
         else:
@@ -519,6 +525,7 @@ class SessionManager:
             worktree=str(self.paths.worktree(name)),
             branch=name,
             base_branch=req.base_branch,
+            base_ref=base_ref,
             base_commit=base_commit,
             git_common_dir=str(repo.common_dir),
         )
@@ -882,11 +889,13 @@ class SessionManager:
         if not (repo.is_dir() and Path(session.git_common_dir).is_dir()):
             return None, []  # the repository itself is gone: there is nothing left to save
         worktree = self._worktree(session)
+        # Commits landed by `clauderon merge` (squash and rebase included) are not lost.
+        merged = (session.merged_tip,) if session.merged_tip else ()
         if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
             changed = worktree.changed_files()
-            commits = worktree.unique_commits()
+            commits = worktree.unique_commits(merged)
         else:
-            changed, commits = [], git.unique_branch_commits(repo, session.branch)
+            changed, commits = [], git.unique_branch_commits(repo, session.branch, merged)
         state = self.gitsync.state(session.id)
         lay = self.gitsync.layout(session)
         branches = unsaved_agent_branches(lay, state.agent) if state else []
@@ -1237,6 +1246,12 @@ class SessionManager:
                     and s.status not in (SessionStatus.CREATING, SessionStatus.DELETING)
                 ]
                 await asyncio.gather(*(self._sync_if_free(s) for s in sessions))
+                live = [
+                    s
+                    for s in self.store.list_sessions()
+                    if s.status not in (SessionStatus.CREATING, SessionStatus.DELETING)
+                ]
+                await blocking(self.stats_round, live)  # what `list` shows (landing.py)
             except Exception:
                 log.exception("git sync round failed")
 
