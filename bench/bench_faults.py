@@ -120,13 +120,17 @@ def consistent(home: BenchHome) -> list[str]:
     for s in sessions:
         if s["status"] not in ("running", "stopped"):
             problems.append(f"{s['name']} is {s['status']}: {s.get('error')}")
+    everything = docker_client().containers.list(
+        all=True, filters={"label": f"clauderon.instance={home.instance}"}
+    )
     containers = sorted(
         c.labels.get("clauderon.session", "?")
-        for c in docker_client().containers.list(
-            all=True, filters={"label": f"clauderon.instance={home.instance}"}
-        )
+        for c in everything
         if c.labels.get("clauderon.role") is None
     )
+    helpers = [c.name for c in everything if c.labels.get("clauderon.role") is not None]
+    if helpers:
+        problems.append(f"helper containers left behind: {helpers}")
     worktrees = sorted(p.name for p in home.paths.worktrees.iterdir())
     branches = sorted(
         b

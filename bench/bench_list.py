@@ -104,6 +104,8 @@ def main() -> int:
             listed = json.loads(run([*cli, "list", "--json"], env=home.env)[1].stdout)
             table = run([*cli, "list"], env=home.env)[1].stdout.splitlines()
             log(f"list --json shows {len(listed)} sessions, list prints {len(table) - 1} rows")
+            with_work = sum(1 for s in listed if s.get("changed_files") is not None)
+            log(f"{with_work} sessions show their work numbers (ahead/behind/files/dirty)")
             states = sorted({s["state"] for s in listed})
             log(f"states: {states}; load average {os.getloadavg()}")
             for fn in arms.values():  # one unmeasured round: page cache, pyc files

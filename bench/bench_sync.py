@@ -158,6 +158,8 @@ def main() -> int:
             "floor: `git fetch` (fsck) of one commit from a local clone + update-ref",
             Stats.of(floors),
         ),
+        ("create: making the session's git dir and mirror (in-process)", Stats.of(prepares)),
+        ("create: `git worktree add -b` (in-process, for scale)", Stats.of(adds)),
     ]
     print()
     print("| measurement | median | p90 | max | n |")

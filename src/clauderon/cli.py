@@ -6,6 +6,7 @@ the daemon's SessionManager; the CLI only shows the result, or the error on one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -218,7 +219,7 @@ def list_sessions(
     if not sessions:
         echo("No sessions. Start one with: clauderon create --repo PATH --prompt TEXT")
         return
-    rows = [("NAME", "STATE", "AGENT", "STATUS", "IMAGE", "AGE", "REPO")]
+    rows = [("NAME", "STATE", "AGENT", "STATUS", "WORK", "IMAGE", "AGE", "REPO")]
     problems = [(s["name"], s["error"]) for s in sessions if s.get("error")]
     problems += [(s["name"], f"warning: {w}") for s in sessions for w in s.get("warnings", [])]
     for s in sessions:
@@ -230,6 +231,7 @@ def list_sessions(
                 state,
                 s["agent"],
                 s["agent_status"].replace("_", " "),
+                _work(s),
                 s["image"],
                 _age(s["created_at"]),
                 repo,
@@ -240,6 +242,23 @@ def list_sessions(
         err(f"{name}: {error}")
     for row in rows:
         echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+
+
+def _work(s: dict[str, Any]) -> str:
+    """`+2 -1 5f dirty`: commits ahead/behind the base branch, files changed, uncommitted
+    changes; `merged` once landed (from the daemon's cache: no git runs for `list`)."""
+    parts = []
+    if s.get("ahead") is not None:
+        parts.append(f"+{s['ahead']} -{s['behind']}")
+    if s.get("changed_files") is not None:
+        parts.append(f"{s['changed_files']}f")
+    if s.get("dirty"):
+        parts.append("dirty")
+    if s.get("merged"):
+        parts.append("merged")
+    if s.get("pr_url"):
+        parts.append("PR")
+    return " ".join(parts) or "-"
 
 
 @app.command()
@@ -355,6 +374,157 @@ def send(name: str, text: str = typer.Argument(..., help="The message.")) -> Non
 def screen(name: str) -> None:
     """Print what the agent's terminal shows now."""
     echo(client().request("GET", f"/api/sessions/{name}/screen")["text"].rstrip())
+
+
+# --- review and land ------------------------------------------------------------------
+
+
+def _pager() -> Any:
+    """$PAGER (else `less -R`) reading from a pipe, like git's; None when there is none."""
+    import shlex
+    import subprocess
+
+    command = os.environ.get("PAGER") or "less"
+    env = dict(os.environ)
+    env.setdefault("LESS", "FRX")  # quit if one screen, keep colors, no init
+    try:
+        argv = shlex.split(command)
+        if argv and os.path.basename(argv[0]) == "less" and "-R" not in argv:
+            argv.append("-R")
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, env=env) if argv else None
+    except (OSError, ValueError):
+        return None
+
+
+@app.command()
+def diff(
+    name: str,
+    stat: bool = typer.Option(False, "--stat", help="Only a summary per file."),
+    name_only: bool = typer.Option(False, "--name-only", help="Only the changed files' names."),
+    base: str | None = typer.Option(
+        None, "--base", help="Compare with this revision (default: where the session started)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="The changed files as JSON (path, added, deleted, binary)."
+    ),
+) -> None:
+    """Everything a session changed: its commits, uncommitted and untracked files."""
+    if as_json:
+        print_json(client().request("GET", f"/api/sessions/{name}/changes", params={"base": base}))
+        return
+    tty = sys.stdout.isatty()
+    params = {"stat": stat, "name_only": name_only, "base": base, "color": tty}
+    chunks = client().stream_bytes("GET", f"/api/sessions/{name}/diff", params=params)
+    first = next(chunks, b"")  # an error is printed before any pager starts
+    pager = _pager() if tty else None
+    out = pager.stdin if pager is not None else sys.stdout.buffer
+    try:
+        out.write(first)
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the pager was quit early
+    finally:
+        if pager is not None:
+            with contextlib.suppress(BrokenPipeError):
+                pager.stdin.close()
+            pager.wait()
+
+
+@app.command()
+def commit(
+    name: str,
+    message: str | None = typer.Option(
+        None, "--message", "-m", help="The message (default: from the prompt and the files)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Commit everything in a session's worktree on its branch (from the host)."""
+    result = client().request("POST", f"/api/sessions/{name}/commit", json={"message": message})
+    if as_json:
+        print_json(result)
+        return
+    files = result["files"]
+    typer.echo(f"Committed {len(files)} file(s) on {result['branch']} as {result['commit'][:12]}.")
+
+
+@app.command()
+def merge(
+    name: str,
+    into: str | None = typer.Option(
+        None, "--into", help="The branch to land on (default: the one it was created from)."
+    ),
+    squash: bool = typer.Option(False, "--squash", help="One commit with all the changes."),
+    rebase: bool = typer.Option(False, "--rebase", help="Replay each commit on top."),
+    merge_commit: bool = typer.Option(
+        False, "--merge", help="A merge commit (fast-forward if possible; the default)."
+    ),
+    message: str | None = typer.Option(None, "--message", "-m", help="The commit message."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Land a session's commits on its base branch in your repository."""
+    if squash + rebase + merge_commit > 1:
+        raise ClauderonError("choose one of --squash, --rebase and --merge")
+    mode = "squash" if squash else "rebase" if rebase else "merge"
+    body = {"into": into, "mode": mode, "message": message}
+    result = client().request("POST", f"/api/sessions/{name}/merge", json=body)
+    if as_json:
+        print_json(result)
+        return
+    if result["already_merged"]:
+        typer.echo(f"{result['into']} already has every commit of {name}; marked merged.")
+        return
+    how = "fast-forward" if result["fast_forward"] and mode != "squash" else mode
+    typer.echo(f"Merged {name} into {result['into']} ({how}): now {result['commit'][:12]}.")
+    if result["checkout_updated"]:
+        typer.echo(f"  updated the checkout at {result['checkout_updated']}")
+    typer.echo(f"  delete the session when done: clauderon delete {name}")
+
+
+@app.command()
+def push(
+    name: str,
+    remote: str = typer.Option("origin", "--remote", help="The remote to push to."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Push a session's branch with your own git setup (from the host, never the container)."""
+    body = {"remote": remote, "ssh_auth_sock": os.environ.get("SSH_AUTH_SOCK")}
+    result = client().request("POST", f"/api/sessions/{name}/push", json=body)
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(f"Pushed {result['branch']} to {remote} ({result['status'] or 'done'}).")
+
+
+@app.command()
+def pr(
+    name: str,
+    title: str | None = typer.Option(None, "--title", help="Default: from the prompt."),
+    body: str | None = typer.Option(None, "--body", help="Default: the prompt and commits."),
+    draft: bool = typer.Option(False, "--draft", help="Open it as a draft."),
+    base: str | None = typer.Option(
+        None, "--base", help="The branch to merge into (default: the session's base branch)."
+    ),
+    remote: str = typer.Option("origin", "--remote", help="The GitHub remote."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Push a session's branch if needed and open a GitHub pull request."""
+    request = {
+        "title": title,
+        "body": body,
+        "draft": draft,
+        "base": base,
+        "remote": remote,
+        "ssh_auth_sock": os.environ.get("SSH_AUTH_SOCK"),
+    }
+    result = client().request("POST", f"/api/sessions/{name}/pr", json=request)
+    if as_json:
+        print_json(result)
+        return
+    if result["existing"]:
+        err(f"{name} already has a pull request:")
+    typer.echo(result["url"])
 
 
 @token_app.command("create")

@@ -1,6 +1,7 @@
 """`~/.clauderon/config.toml`: the daemon's settings (read at start, checked strictly).
 
-All Docker settings are CLI flags; this file only shapes the credential proxy:
+All Docker settings are CLI flags; this file shapes the credential proxy and says where
+GitHub's API is (for `clauderon pr`):
 
     [proxy]
     port = 18100                  # on the sessions network's gateway address
@@ -16,6 +17,9 @@ All Docker settings are CLI flags; this file only shapes the credential proxy:
 
     [proxy.upstreams]                 # send a host's traffic to another base URL
     "api.anthropic.com" = "https://gateway.corp.example/anthropic"
+
+    [github]
+    api_url = "https://github.corp.example/api/v3"   # default: from the remote's host
 """
 
 from __future__ import annotations
@@ -127,10 +131,29 @@ class ProxyConfig(BaseModel):
         return checked
 
 
+class GitHubConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_url: str | None = None
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"api_url must be an http(s) URL, not {url!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("api_url must not have credentials, a query or a fragment")
+        return url.rstrip("/")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    github: GitHubConfig = Field(default_factory=GitHubConfig)
 
 
 def load_config(path: Path) -> Config:

@@ -241,7 +241,7 @@ def delete_branch(repo_root: Path, branch: str, only_at: str | None = None) -> N
         run_git(["branch", "-D", "--quiet", branch], cwd=repo_root)
 
 
-def _not_elsewhere(branch: str) -> list[str]:
+def _not_elsewhere(branch: str, also: tuple[str, ...] = ()) -> list[str]:
     return [
         "--not",
         f"--exclude={branch}",
@@ -249,14 +249,30 @@ def _not_elsewhere(branch: str) -> list[str]:
         "--remotes",
         "--tags",
         "--glob=refs/clauderon/*",
+        *also,
     ]
 
 
-def unique_branch_commits(repo_root: Path, branch: str) -> list[str]:
-    """Commits on `branch` that no other branch, tag, remote or saved ref holds."""
+def base_ref(repo: RepoInfo, base_branch: str | None) -> str | None:
+    """The branch a session's work goes back to: --base-branch when it names a local
+    branch, else (no --base-branch) the branch checked out where the user pointed."""
+    if base_branch is not None:
+        name = base_branch.removeprefix("refs/heads/")
+        return name if branch_exists(repo.root, name) else None
+    proc = run_git(["symbolic-ref", "--quiet", "--short", "HEAD"], cwd=repo.root, check=False)
+    return proc.stdout.strip() or None
+
+
+def unique_branch_commits(
+    repo_root: Path, branch: str, also_not: tuple[str, ...] = ()
+) -> list[str]:
+    """Commits on `branch` that no other branch, tag, remote or saved ref holds (nor
+    `also_not`: commits already landed)."""
     if not branch_exists(repo_root, branch):
         return []
-    proc = run_git(["rev-list", f"refs/heads/{branch}", *_not_elsewhere(branch)], cwd=repo_root)
+    proc = run_git(
+        ["rev-list", f"refs/heads/{branch}", *_not_elsewhere(branch, also_not)], cwd=repo_root
+    )
     return proc.stdout.split()
 
 
@@ -354,15 +370,16 @@ class Worktree:
             skip_next = entry[0] in "RC"
         return files
 
-    def unique_commits(self) -> list[str]:
-        """Commits on the session's branch (or its HEAD) that no other ref holds."""
+    def unique_commits(self, also_not: tuple[str, ...] = ()) -> list[str]:
+        """Commits on the session's branch (or its HEAD) that no other ref (nor
+        `also_not`) holds."""
         heads = [f"refs/heads/{self.branch}"] if self._has_branch() else []
         head = self.git(["rev-parse", "--verify", "--quiet", "HEAD"], check=False)
         if head.returncode == 0:
             heads.append(head.stdout.strip())
         if not heads:
             return []
-        proc = self.git(["rev-list", *heads, *_not_elsewhere(self.branch)])
+        proc = self.git(["rev-list", *heads, *_not_elsewhere(self.branch, also_not)])
         return proc.stdout.split()
 
     def _has_branch(self) -> bool:

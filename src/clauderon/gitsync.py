@@ -113,10 +113,10 @@ def read_regular(name: str, dir_fd: int, limit: int) -> bytes | None:
     opened = _open_regular(name, dir_fd, limit)
     if opened is None:
         return None
-    fd, _size = opened
+    fd, size = opened
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(limit + 1)
-    return data if len(data) <= limit else None
+        data = handle.read(size + 1)  # (a file that grew meanwhile: read again next time)
+    return data if len(data) <= min(size, limit) else None
 
 
 def _copy_regular(name: str, dir_fd: int, target: Path, limit: int) -> bool:
@@ -396,9 +396,9 @@ class AgentRefs:
     detached: str | None = None  # the worktree's HEAD, when it is not on a branch
 
 
-def read_agent_refs(lay: SessionGit, hexlen: int) -> AgentRefs:
+def read_agent_refs(lay: SessionGit, hexlen: int | None = None) -> AgentRefs:
     """G's branches, read as data: no link followed, regular files only, bounded."""
-    hex_re = re.compile(rf"[0-9a-f]{{{hexlen}}}")
+    hex_re = re.compile(rf"[0-9a-f]{{{hexlen}}}" if hexlen else r"[0-9a-f]{40}|[0-9a-f]{64}")
     heads: dict[str, str] = {}
     with _dir(lay.git_dir) as g:
         if g is None:
@@ -683,15 +683,21 @@ class GitSync:
         if not lay.git_dir.is_dir() or not lay.common_dir.is_dir():
             return None  # an older layout (until its container is recreated), or no repo
         with self._lock(session.id):
+            agent = read_agent_refs(lay)
+            host_tip = read_host_branch(lay)
+            fingerprint = (tuple(sorted(agent.heads.items())), agent.detached, host_tip)
+            if not force and self._seen.get(session.id) == fingerprint:
+                return None  # the common case: a few file reads, no git, no store
             state = self.state(session.id)
             if state is None:
                 return None
             agent = read_agent_refs(lay, state.hexlen)
-            host_tip = read_host_branch(lay)
-            fingerprint = (tuple(sorted(agent.heads.items())), agent.detached, host_tip)
-            if not force and self._seen.get(session.id) == fingerprint:
-                return None
-            result = self._apply(session.id, lay, state, agent, host_tip)
+            try:
+                result = self._apply(session.id, lay, state, agent, host_tip)
+            except Exception:
+                # Said once (the caller logs it); tried again when something changes.
+                self._seen[session.id] = fingerprint
+                raise
             if result is not False:
                 self._seen[session.id] = fingerprint
             return result if isinstance(result, SyncResult) else None

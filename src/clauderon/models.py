@@ -102,6 +102,15 @@ class Session(BaseModel):
     base_commit: str = ""
     git_common_dir: str = ""  # the main repository's git dir
     git_dir: str = ""  # this worktree's own git dir (<common>/worktrees/<id>)
+    # Where `merge` lands the work by default: --base-branch when it names a branch, else
+    # the branch checked out in the user's repository at creation (None: detached).
+    base_ref: str | None = None
+    # Review and land (review.py): the last merge, and the pull request opened.
+    merged_into: str | None = None
+    merged_commit: str | None = None  # the tip of merged_into the merge made
+    merged_tip: str | None = None  # the session's tip that was merged
+    merged_at: datetime | None = None
+    pr_url: str | None = None
     container: str | None = None  # container name while one exists
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -125,6 +134,14 @@ class SessionView(Session):
     # Branches the agent created or moved inside, brought back as
     # refs/clauderon/<name>/branches/<branch>.
     agent_branches: list[str] = Field(default_factory=list)
+    # Its work as of the last look (cached: `list` runs no git): commits ahead of / behind
+    # its base branch, files changed since base_commit (commits and uncommitted), and
+    # whether the worktree has uncommitted changes. None until first computed.
+    ahead: int | None = None
+    behind: int | None = None
+    changed_files: int | None = None
+    dirty: bool | None = None
+    merged: bool = False  # merged_tip is the branch's tip: nothing new since the merge
 
 
 class CreateSessionRequest(BaseModel):
@@ -155,3 +172,28 @@ class DeleteResult(BaseModel):
     restore_hint: str | None = None
     # Branches the agent made inside, kept under refs/clauderon/<name>/branches/.
     agent_branches: list[str] = Field(default_factory=list)
+
+
+class CommitRequest(BaseModel):
+    message: str | None = None
+
+
+class MergeRequest(BaseModel):
+    into: str | None = None
+    mode: str = "merge"  # merge | squash | rebase
+    message: str | None = None
+
+
+class PushRequest(BaseModel):
+    remote: str = "origin"
+    # The CLI's SSH agent, so `git push` over SSH works as it would in the user's shell.
+    ssh_auth_sock: str | None = None
+
+
+class PullRequestRequest(BaseModel):
+    remote: str = "origin"
+    title: str | None = None
+    body: str | None = None
+    draft: bool = False
+    base: str | None = None
+    ssh_auth_sock: str | None = None

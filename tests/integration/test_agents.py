@@ -27,8 +27,13 @@ CLAUDE_SCRIPT = [
     ToolCall("Bash", {"command": "git add hello.txt && git commit -qm 'claude: add hello'"}),
     Text("Done."),
 ]
-# The pause lets the daemon's 1 s sync see the first commit before it is amended.
-AMEND = "sleep 3 && git commit -q --amend -m '{}: add hello, amended'"
+# The amend waits until the daemon's sync has taken the first commit: its objects then
+# appear in the main repository's objects, mounted read-only inside.
+AMEND = (
+    "objects=$(sed 's/^gitdir: //; s,/worktrees/[^/]*$,,' .git)/objects; "
+    "until GIT_OBJECT_DIRECTORY=$objects git cat-file -e HEAD 2>/dev/null; do sleep 0.2; done; "
+    "git commit -q --amend -m '{}: add hello, amended'"
+)
 CLAUDE_COMMIT_SCRIPT = [
     *CLAUDE_SCRIPT[:2],
     ToolCall("Bash", {"command": AMEND.format("claude")}),

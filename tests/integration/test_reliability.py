@@ -237,3 +237,23 @@ def test_the_first_screen_after_attaching_is_drawn(clauderon, repo):
         for _ in range(5):
             clauderon.run("daemon", "stop")  # the next command attaches afresh
             assert "forty-two" in clauderon.run("screen", session["name"]).stdout
+
+
+def test_an_image_probe_left_by_a_killed_daemon_is_removed_at_start(clauderon, docker_client):
+    """A daemon killed while it probed an image left the probe container behind."""
+    clauderon.run("list")
+    leftover = docker_client.containers.create(
+        AGENTS_IMAGE,
+        "true",
+        labels={
+            "clauderon.managed": "true",
+            "clauderon.instance": clauderon.paths.instance,
+            "clauderon.role": "probe",
+        },
+    )
+    report = clauderon.run("reconcile").stdout
+    assert leftover.name not in report  # not an orphan of the user's: clauderon's own
+    clauderon.run("daemon", "stop")
+    clauderon.run("list")
+    names = [c.name for c in docker_client.containers.list(all=True)]
+    assert leftover.name not in names

@@ -129,3 +129,14 @@ def test_the_event_history_is_bounded(tmp_path, monkeypatch):
     assert 100 <= count <= 110
     newest = store._db.execute("SELECT payload FROM events ORDER BY id DESC").fetchone()[0]
     assert json.loads(newest) == {"i": 999}
+
+
+def test_git_sync_state_round_trip_and_goes_with_the_session(tmp_path):
+    store = Store(tmp_path / "db.sqlite")
+    one = session("one")
+    store.insert_session(one)
+    store.put_git_sync(one.id, "a" * 40, '{"agent": {}}')
+    assert store.get_git_sync(one.id) == ("a" * 40, '{"agent": {}}')
+    assert store.list_git_sync() == {one.id: ("a" * 40, '{"agent": {}}')}
+    store.delete_session(one.id)
+    assert store.get_git_sync(one.id) is None

@@ -26,7 +26,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..backends import Progress
 from ..errors import ClauderonError, InvalidInput
-from ..models import CreateSessionRequest, DeleteResult, SessionView
+from ..models import (
+    CommitRequest,
+    CreateSessionRequest,
+    DeleteResult,
+    MergeRequest,
+    PullRequestRequest,
+    PushRequest,
+    SessionView,
+)
 from .auth import OpenConnections, Principal, new_token, over_unix_socket
 from .blocking import blocking
 from .manager import SessionManager
@@ -269,6 +277,48 @@ def create_app(
                 yield chunk
 
         return StreamingResponse(body(), media_type="application/octet-stream")
+
+    # --- review and land (landing.py, review.py) ------------------------------------------
+
+    @app.get("/api/sessions/{name}/diff", response_model=None)
+    async def session_diff(
+        name: str,
+        stat: bool = False,
+        name_only: bool = False,
+        base: str | None = None,
+        color: bool = False,
+    ) -> Response:
+        """The session's changes as `git diff` text (cut at 32 MiB, with a note)."""
+        chunks = await manager.diff(name, stat=stat, name_only=name_only, base=base, color=color)
+        first = await anext(chunks, b"")  # errors surface before the stream starts
+
+        async def body() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+
+        return StreamingResponse(body(), media_type="text/plain; charset=utf-8")
+
+    @app.get("/api/sessions/{name}/changes")
+    async def session_changes(name: str, base: str | None = None) -> dict[str, Any]:
+        """The changed files as data (`clauderon diff --json`)."""
+        return await manager.changes(name, base)
+
+    @app.post("/api/sessions/{name}/commit")
+    async def commit_session(name: str, req: CommitRequest) -> dict[str, Any]:
+        return await manager.commit(name, req)
+
+    @app.post("/api/sessions/{name}/merge")
+    async def merge_session(name: str, req: MergeRequest) -> dict[str, Any]:
+        return await manager.merge(name, req)
+
+    @app.post("/api/sessions/{name}/push")
+    async def push_session(name: str, req: PushRequest) -> dict[str, Any]:
+        return await manager.push(name, req)
+
+    @app.post("/api/sessions/{name}/pr")
+    async def pull_request(name: str, req: PullRequestRequest) -> dict[str, Any]:
+        return await manager.pull_request(name, req)
 
     # --- credentials and the audit log ---------------------------------------------------
 

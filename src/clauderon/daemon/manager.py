@@ -24,6 +24,7 @@ from .. import git
 from ..agents import Agent, get_agent, install_report_script
 from ..agents.provision import ensure_agent
 from ..backends import Backend, ContainerStatus, Progress
+from ..config import GitHubConfig
 from ..container import (
     CACHE_VOLUMES,
     RESERVED_ENV_PREFIX,
@@ -69,6 +70,7 @@ from .blocking import blocking, iterate_in_thread
 from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
+from .landing import Landing
 from .status import effective_status, status_from_report, transcript_interrupted
 
 log = logging.getLogger(__name__)
@@ -137,7 +139,7 @@ class Rollback:
         self._steps.clear()
 
 
-class SessionManager:
+class SessionManager(Landing):
     def __init__(
         self,
         paths: Paths,
@@ -147,6 +149,7 @@ class SessionManager:
         proxy: CredentialProxy,
         directory: ProxySessions,
         ca_cert: Path,
+        github: GitHubConfig | None = None,
     ):
         self.paths = paths
         self.store = store
@@ -165,6 +168,8 @@ class SessionManager:
         self.consoles = ConsoleManager(backend)
         self.gitsync = GitSync(paths.sessions, store)
         self._sync_task: asyncio.Task[None] | None = None
+        self._stats = {}  # session id → review.Stats (landing.py), read by `list`
+        self.github_api_url = github.api_url if github else None
         directory.on_report = self._on_agent_report
         directory.on_model_calls = self._on_model_calls
 
@@ -389,7 +394,7 @@ class SessionManager:
         status = None
         if containers is not None and session.container:
             status = containers.get(session.container)
-        view = SessionView(**session.model_dump())
+        view = SessionView(**session.model_dump(), **self.stats_view(session))
         if sync is not None:
             view.agent_branches = sorted(sync.agent)
             view.warnings += [
@@ -513,6 +518,7 @@ class SessionManager:
             self._check_name_free(name, None)
         repo = git.resolve_repo(req.repo)
         base_commit = git.resolve_commit(repo, req.base_branch) if req.base_branch else repo.head
+        base_ref = git.base_ref(repo, req.base_branch)
         if req.name is None:
             name = self._free_name(req.prompt, repo.root)
         else:
@@ -541,6 +547,7 @@ class SessionManager:
             worktree=str(self.paths.worktree(name)),
             branch=name,
             base_branch=req.base_branch,
+            base_ref=base_ref,
             base_commit=base_commit,
             git_common_dir=str(repo.common_dir),
         )
@@ -648,14 +655,13 @@ class SessionManager:
                 undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
-                # The session's own git dir and mirror (removed with session_dir).
-                await blocking(self.gitsync.prepare, session, session.base_commit)
                 self._save(session)
 
                 report(f"Starting container {self._container_name(session)}")
                 session.container = self._container_name(session)
                 undo.add("container", lambda: self.backend.remove(self._container_name(session)))
-                await self._start_container(session, agent, provided)
+                # With the session's own git dir and mirror (removed with session_dir).
+                await self._start_container(session, agent, provided, new=True)
 
                 report("Session running")
                 session.status = SessionStatus.RUNNING
@@ -698,13 +704,27 @@ class SessionManager:
         return ProvidedAgent(directory, facts_json["path"])
 
     async def _start_container(
-        self, session: Session, agent: Agent, provided: ProvidedAgent | None
+        self, session: Session, agent: Agent, provided: ProvidedAgent | None, new: bool = False
     ) -> None:
+        """Settings, identity and the session's git dir side by side (each in a thread),
+        then the container. A new session's git dir is made here; one made before
+        per-session git dirs moves to one (its container is gone by now)."""
         session_dir = self.paths.session_dir(session.name)
-        agent_mounts = await blocking(agent.write_settings, session, session_dir, self.paths.home)
-        # A session made before per-session git dirs moves to one here (its container is
-        # gone by now).
-        lay = await blocking(self.gitsync.ensure, session)
+        git_dir = (
+            blocking(self.gitsync.prepare, session, session.base_commit)
+            if new
+            else blocking(self.gitsync.ensure, session)
+        )
+        done = await asyncio.gather(
+            blocking(agent.write_settings, session, session_dir, self.paths.home),
+            blocking(git_identity, Path(session.repo), session.name),
+            git_dir,
+            return_exceptions=True,  # all three end before an undo may run
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        agent_mounts, identity, lay = done
         inputs = SpecInputs(
             uid=self.uid,
             gid=self.gid,
@@ -716,7 +736,7 @@ class SessionManager:
                 dotgit=lay.dotgit,
                 alternates=tuple(extra_alternates(lay.common_dir)),
             ),
-            git_identity=await blocking(git_identity, Path(session.repo), session.name),
+            git_identity=identity,
             provided_agent=provided,
             proxy=ProxyInputs(self.proxy.port, self.ca_cert, self._placeholders()),
         )
@@ -864,6 +884,7 @@ class SessionManager:
                 self._save(session, "session_failed", error=session.error)
                 raise
             self.store.delete_session(session.id)
+            self.gitsync.forget(session.id)
             self.directory.unregister(session)
             self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
             self.events.publish({"type": "session_deleted", "session": session.name})
@@ -890,11 +911,13 @@ class SessionManager:
         if not (repo.is_dir() and Path(session.git_common_dir).is_dir()):
             return None, []  # the repository itself is gone: there is nothing left to save
         worktree = self._worktree(session)
+        # Commits landed by `clauderon merge` (squash and rebase included) are not lost.
+        merged = (session.merged_tip,) if session.merged_tip else ()
         if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
             changed = worktree.changed_files()
-            commits = worktree.unique_commits()
+            commits = worktree.unique_commits(merged)
         else:
-            changed, commits = [], git.unique_branch_commits(repo, session.branch)
+            changed, commits = [], git.unique_branch_commits(repo, session.branch, merged)
         state = self.gitsync.state(session.id)
         lay = self.gitsync.layout(session)
         branches = unsaved_agent_branches(lay, state.agent) if state else []
@@ -1068,8 +1091,8 @@ class SessionManager:
                 if session is None or session.id != snapshot.id:
                     continue  # deleted (or replaced) since the snapshot
                 await self._reconcile_one(session, found, progress, manual, report)
-        for name in containers:
-            if name not in owned:
+        for name, found in containers.items():
+            if name not in owned and "clauderon.role" not in found.labels:  # (probes: ours)
                 report["orphan_containers"].append(name)
                 if remove_orphans:
                     await blocking(self.backend.remove, name)
@@ -1245,6 +1268,12 @@ class SessionManager:
                     and s.status not in (SessionStatus.CREATING, SessionStatus.DELETING)
                 ]
                 await asyncio.gather(*(self._sync_if_free(s) for s in sessions))
+                live = [
+                    s
+                    for s in self.store.list_sessions()
+                    if s.status not in (SessionStatus.CREATING, SessionStatus.DELETING)
+                ]
+                await blocking(self.stats_round, live)  # what `list` shows (landing.py)
             except Exception:
                 log.exception("git sync round failed")
 
@@ -1264,6 +1293,7 @@ class SessionManager:
         the proxy up for the sessions that run."""
         if self._sync_task is None:
             self._sync_task = asyncio.create_task(self.sync_forever(SYNC_INTERVAL))
+        await self._remove_leftover_probes()
         for session in self.store.list_sessions():
             self.directory.register(session)
             try:
@@ -1281,6 +1311,18 @@ class SessionManager:
                 )
                 self._save(session, "session_failed", error=session.error)
         await self.ensure_proxy()
+
+    async def _remove_leftover_probes(self) -> None:
+        """Image probes of a daemon that was killed mid-probe (the engine does not remove
+        them by itself)."""
+        try:
+            probes = await blocking(
+                self.backend.inspect_all, {**self._labels(), "clauderon.role": "probe"}
+            )
+            for name in probes:
+                await blocking(self.backend.remove, name)
+        except ClauderonError as exc:  # the engine is down: the next start tries again
+            log.info("leftover image probes not checked: %s", exc.message)
 
     async def _finish_delete(self, session: Session) -> None:
         """A delete the previous daemon did not finish. Its work was secured before it was

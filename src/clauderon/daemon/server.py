@@ -143,7 +143,9 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     proxy = CredentialProxy(
         config.proxy, confdir, credentials, directory, AuditLog(paths.audit_log)
     )
-    manager = SessionManager(paths, store, backend, EventBus(), proxy, directory, ca_cert)
+    manager = SessionManager(
+        paths, store, backend, EventBus(), proxy, directory, ca_cert, github=config.github
+    )
     server: uvicorn.Server | None = None
 
     def shutdown() -> None:

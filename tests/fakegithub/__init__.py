@@ -1,0 +1,3 @@
+from .server import FakeGitHub
+
+__all__ = ["FakeGitHub"]
