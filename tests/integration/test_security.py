@@ -317,7 +317,8 @@ def test_no_route_answers_with_the_session_tokens(clauderon, repo, upstream):
         ("GET", f"{s}/changes", "/api/sessions/{name}/changes", None),
         ("POST", f"{s}/commit", "/api/sessions/{name}/commit", {"message": "work"}),
         ("POST", f"{s}/merge", "/api/sessions/{name}/merge", {}),
-        # No remote in the test repository: an error answer, checked all the same.
+        # No remote in the test repository: push and pr answer an error (merge may too),
+        # checked all the same.
         ("POST", f"{s}/push", "/api/sessions/{name}/push", {}),
         ("POST", f"{s}/pr", "/api/sessions/{name}/pr", {}),
         ("GET", "/api/credentials", "/api/credentials", None),
@@ -338,10 +339,11 @@ def test_no_route_answers_with_the_session_tokens(clauderon, repo, upstream):
     # Not called: they answer nothing about a session (and clean-cache would remove
     # volumes other homes on this engine share; shutdown would end the test's daemon).
     exempt = {("DELETE", "/api/cache"), ("POST", "/api/daemon/shutdown")}
+    (Path(created["worktree"]) / "work.txt").write_text("something to commit\n")
     answers = []
     for method, path, _route, body in calls:
         status, data = _raw(socket_path, method, path, body)
-        failing = path.endswith(("/push", "/pr"))
+        failing = path.endswith(("/merge", "/push", "/pr"))
         assert status < (500 if failing else 400), (method, path, status, data[:300])
         answers.append((method, path, data))
     token_id = json.loads(answers[-3][2])["id"]
