@@ -446,7 +446,7 @@ def commit(
         print_json(result)
         return
     files = result["files"]
-    typer.echo(f"Committed {len(files)} file(s) on {result['branch']} as {result['commit'][:12]}.")
+    echo(f"Committed {len(files)} file(s) on {result['branch']} as {result['commit'][:12]}.")
 
 
 @app.command()
@@ -473,13 +473,13 @@ def merge(
         print_json(result)
         return
     if result["already_merged"]:
-        typer.echo(f"{result['into']} already has every commit of {name}; marked merged.")
+        echo(f"{result['into']} already has every commit of {name}; marked merged.")
         return
     how = "fast-forward" if result["fast_forward"] and mode != "squash" else mode
-    typer.echo(f"Merged {name} into {result['into']} ({how}): now {result['commit'][:12]}.")
+    echo(f"Merged {name} into {result['into']} ({how}): now {result['commit'][:12]}.")
     if result["checkout_updated"]:
-        typer.echo(f"  updated the checkout at {result['checkout_updated']}")
-    typer.echo(f"  delete the session when done: clauderon delete {name}")
+        echo(f"  updated the checkout at {result['checkout_updated']}")
+    echo(f"  delete the session when done: clauderon delete {name}")
 
 
 @app.command()
@@ -494,7 +494,7 @@ def push(
     if as_json:
         print_json(result)
         return
-    typer.echo(f"Pushed {result['branch']} to {remote} ({result['status'] or 'done'}).")
+    echo(f"Pushed {result['branch']} to {remote} ({result['status'] or 'done'}).")
 
 
 @app.command()
@@ -524,7 +524,7 @@ def pr(
         return
     if result["existing"]:
         err(f"{name} already has a pull request:")
-    typer.echo(result["url"])
+    echo(result["url"])
 
 
 @token_app.command("create")
