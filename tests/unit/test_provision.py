@@ -84,8 +84,13 @@ def test_a_hostile_member_is_refused_and_nothing_lands_outside(
     target.mkdir()
     tarball = make_tar(tmp_path / "evil.tgz", regular("package/ok"), *HOSTILE[case]())
     before = sorted(p.name for p in tmp_path.iterdir())
-    with tarfile.open(tarball) as archive, pytest.raises(ProvisionError):
-        safe_extract(archive, target)
+    with tarfile.open(tarball) as archive:
+        try:
+            safe_extract(archive, target)
+        except ProvisionError:
+            pass
+        else:  # the data filter makes an absolute name relative rather than refusing it
+            assert (python_kind, case) == ("data filter", "absolute path")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     for path in target.rglob("*"):
         assert path.is_dir() or path.is_file()  # no device, fifo or link was made
