@@ -7,6 +7,7 @@ from clauderon.agents import get_agent
 from clauderon.container import (
     CACHE_VOLUMES,
     ProvidedAgent,
+    ProxyInputs,
     SpecInputs,
     build_container_spec,
     prepare_mountpoints,
@@ -57,7 +58,31 @@ def test_identity_limits_and_labels():
     assert spec.labels["clauderon.session"] == "fix-bug-a1b2"
     assert spec.labels["clauderon.session-id"] == "3011c4b0-8bb9-431d-bed6-a9e97eadcc29"
     assert spec.tty is True
-    assert "host.docker.internal" in spec.host_aliases
+
+
+def test_the_proxy_is_reached_through_loopback_and_the_session_socket():
+    session = make_session()
+    inputs = SpecInputs(
+        uid=1000,
+        gid=1001,
+        git_common_dir=Path("/src/project/.git"),
+        git_identity={},
+        proxy=ProxyInputs(
+            18100,
+            Path("/home/u/.clauderon/proxy-ca.pem"),
+            {},
+            socket_dir=Path("/home/u/.clauderon/sessions/fix-bug-a1b2/proxy"),
+            forwarder=Path("/home/u/.clauderon/bin/clauderon-forward-abc"),
+        ),
+    )
+    spec = build_container_spec(session, get_agent("claude"), Paths(Path("/h")), inputs, [])
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/run/clauderon"].read_only
+    assert mounts["/run/clauderon"].source.endswith("/sessions/fix-bug-a1b2/proxy")
+    assert mounts["/opt/clauderon/forward"].read_only
+    url = f"http://clauderon:{session.proxy_token}@127.0.0.1:18100"
+    assert spec.env["HTTPS_PROXY"] == spec.env["http_proxy"] == url
+    assert spec.env["CLAUDERON_PROXY_PORT"] == "18100"
 
 
 def test_mounts_of_the_contract():

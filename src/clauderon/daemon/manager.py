@@ -42,6 +42,7 @@ from ..errors import (
     WouldLoseWork,
     session_not_found,
 )
+from ..forwarder import ensure_forwarder
 from ..limits import parse_cpu_limit, parse_memory_limit
 from ..models import (
     CREDENTIAL_PLACEHOLDER,
@@ -125,7 +126,6 @@ class SessionManager:
         self.proxy = proxy
         self.directory = directory
         self.ca_cert = ca_cert
-        self.host_access_warning: str | None = None
         self._proxy_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._creations: dict[str, asyncio.Task[Session]] = {}
@@ -219,41 +219,43 @@ class SessionManager:
     # --- the credential proxy ----------------------------------------------------------
 
     async def ensure_proxy(self) -> None:
-        """Start the proxy on the sessions network (once the engine is there)."""
+        """Start the proxy (on no network: sessions reach it through their sockets)."""
         async with self._proxy_lock:
-            if self.proxy.running:
-                return
-            gateway = await blocking(self.backend.network_gateway)
-            self.host_access_warning = await blocking(
-                self.backend.restrict_host_access, [self.proxy.port]
-            )
-            if self.host_access_warning:
-                log.warning(
-                    "containers can reach other host ports on %s: %s",
-                    gateway,
-                    self.host_access_warning,
-                )
-            await self.proxy.start(gateway)
+            if not self.proxy.running:
+                await self.proxy.start()
 
-    async def _follow_network(self) -> None:
-        """If the sessions network was removed behind our back, stop listening on its old
-        address (another network may get it) and come back up on the new one."""
-        if not await blocking(self.backend.network_changed):
-            return
-        log.warning("the sessions network changed: moving the proxy")
-        await self.proxy.stop()
-        if any(s.container for s in self.store.list_sessions()):
-            await self.ensure_proxy()  # otherwise the next create brings it up
+    def _proxy_dir(self, session: Session) -> Path:
+        """Holds the session's proxy socket; mounted read-only in its container only."""
+        return self.paths.session_dir(session.name) / "proxy"
 
-    async def release_network_if_unused(self) -> None:
-        """On shutdown, remove the sessions network when no session has a container (each
-        home has one; left behind they would use up the engine's address pools)."""
-        if any(s.container for s in self.store.list_sessions()):
-            return
-        try:
-            await blocking(self.backend.remove_network)
-        except Exception as exc:  # the engine may be down; the next start copes
-            log.info("sessions network left in place: %s", exc)
+    async def _open_proxy_socket(self, session: Session) -> None:
+        await self.ensure_proxy()
+        self._proxy_dir(session).mkdir(parents=True, exist_ok=True)
+        await self.proxy.open_session(session.name, self._proxy_dir(session))
+
+    def _forwarder(self) -> Path:
+        return ensure_forwarder(self.paths.home / "bin")
+
+    async def _migrate_legacy_containers(self) -> None:
+        """Containers made by clauderon before 0.2 sat on a per-home network with the proxy
+        on its gateway, which is gone: recreate them with no network (a stopped one is
+        removed and comes back from its record on `start`)."""
+        containers = await blocking(self.backend.inspect_all, self._labels())
+        by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
+        for session in self.store.list_sessions():
+            found = by_id.get(session.id)
+            if found is None or found.isolated:
+                continue
+            log.info("moving %s to a container with no network", session.name)
+            async with self._lock(session.name):
+                await blocking(self.backend.remove, found.name)
+                if session.status == SessionStatus.RUNNING:
+                    try:
+                        await self._recreate(session, lambda *_: None)
+                    except ClauderonError as exc:
+                        session.error = exc.message
+                        self._save(session, "session_recreate_failed", error=exc.message)
+        await blocking(self.backend.remove_legacy_network)
 
     def _credential_env_names(self) -> set[str]:
         return {env for rule in self.proxy.policy.rules for env in rule.env}
@@ -271,11 +273,6 @@ class SessionManager:
 
     def warnings_for(self, session: Session) -> list[str]:
         warnings = [self.missing_credential_warning(session)]
-        if self.host_access_warning:
-            warnings.append(
-                "containers can reach services on the host's network address (could not "
-                f"restrict it: {self.host_access_warning}); see `clauderon doctor`"
-            )
         return [w for w in warnings if w]
 
     def missing_credential_warning(self, session: Session) -> str | None:
@@ -519,6 +516,7 @@ class SessionManager:
         await blocking(self.backend.check)
         session, repo, agent = await blocking(self._validate, req)
         await self.ensure_proxy()
+        await blocking(self._forwarder)  # built once; without a compiler: the fix, first
         progress = self._broadcasting(session.name, progress)
         undo = Rollback()
         step = 0
@@ -534,6 +532,7 @@ class SessionManager:
                 undo.add("store row", lambda: self.store.delete_session(session.id))
                 self.directory.register(session)
                 undo.add("proxy policy", lambda: self.directory.unregister(session))
+                await self._open_proxy_socket(session)
                 self._publish("session_created", session)
 
                 report(f"Checking image {session.image}")
@@ -587,6 +586,7 @@ class SessionManager:
             reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
             log.info("create %s failed (%s): rolling back", session.name, reason)
             await asyncio.shield(undo.run())
+            self.proxy.close_session(session.name)
             self.events.publish(
                 {"type": "session_deleted", "session": session.name, "reason": reason}
             )
@@ -630,7 +630,13 @@ class SessionManager:
             git_common_dir=Path(session.git_common_dir),
             git_identity=await blocking(git_identity, Path(session.repo), session.name),
             provided_agent=provided,
-            proxy=ProxyInputs(self.proxy.port, self.ca_cert, self._placeholders()),
+            proxy=ProxyInputs(
+                self.proxy.port,
+                self.ca_cert,
+                self._placeholders(),
+                socket_dir=self._proxy_dir(session),
+                forwarder=await blocking(self._forwarder),
+            ),
         )
         spec = build_container_spec(session, agent, self.paths, inputs, agent_mounts)
         prepare_mountpoints(spec, Path(session.worktree))
@@ -640,10 +646,10 @@ class SessionManager:
         self, session: Session, progress: Progress, pull: bool = False
     ) -> str | None:
         """Build a new container from the record (refresh, unarchive, start, reconcile)."""
-        await self.ensure_proxy()
+        if not self.proxy.has_session(session.name):
+            await self._open_proxy_socket(session)
         progress = self._broadcasting(session.name, progress)
         agent = get_agent(session.agent)
-        self.directory.forget_address(session.name)
         warning = None
         if pull:
             warning = await blocking(self.backend.refresh_image, session.image, progress)
@@ -759,6 +765,7 @@ class SessionManager:
                 raise
             self.store.delete_session(session.id)
             self.directory.unregister(session)
+            self.proxy.close_session(session.name)
             self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
             self.events.publish({"type": "session_deleted", "session": session.name})
             hint = None
@@ -1020,7 +1027,6 @@ class SessionManager:
                 stop()
                 return
             try:
-                await self._follow_network()
                 report = await self.reconcile(False, lambda *_: None, manual=False)
                 changed = {
                     k: v
@@ -1049,6 +1055,10 @@ class SessionManager:
                 await blocking(self._remove_files, session)
                 self.store.delete_session(session.id)
         await self.ensure_proxy()
+        for session in self.store.list_sessions():  # each session's socket, made again
+            if session.proxy_token and session.status != SessionStatus.ARCHIVED:
+                await self._open_proxy_socket(session)
+        await self._migrate_legacy_containers()
 
     def _locks_held(self) -> set[str]:
         return {name for name, lock in self._locks.items() if lock.locked()}

@@ -7,8 +7,11 @@
  *
  * Usage: clauderon-forward PORT SOCKET_PATH
  *
- * One process, one poll() loop, non-blocking sockets and a fixed buffer per direction.
- * Static, and uses nothing that needs NSS or any file of the image.
+ * Returns once it listens (exit 0) and keeps running in the background: a supervisor
+ * holds the listening socket and restarts the worker if it ever dies, so the port never
+ * goes away. The worker is one process, one poll() loop, non-blocking sockets and a
+ * fixed buffer per direction. Static, and uses nothing that needs NSS or any file of
+ * the image.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_PAIRS 512
@@ -41,6 +45,7 @@ struct pair {
 
 static struct pair *pairs[MAX_PAIRS];
 static const char *socket_path;
+static int serve(int listener);
 
 static int nonblocking(int fd) {
   int flags = fcntl(fd, F_GETFL);
@@ -133,6 +138,22 @@ int main(int argc, char **argv) {
     perror("clauderon-forward: listen on 127.0.0.1");
     return 1;
   }
+  /* Listening: tell the caller (exit 0) and go on in the background. */
+  pid_t pid = fork();
+  if (pid < 0) { perror("clauderon-forward: fork"); return 1; }
+  if (pid > 0) return 0;
+  setsid();
+  int null = open("/dev/null", O_RDWR);
+  if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); if (null > 2) close(null); }
+  for (;;) {
+    pid_t worker = fork();
+    if (worker == 0) return serve(listener);
+    if (worker > 0) while (waitpid(worker, NULL, 0) < 0 && errno == EINTR) {}
+    usleep(200 * 1000);
+  }
+}
+
+static int serve(int listener) {
   static struct pollfd fds[1 + 2 * MAX_PAIRS];
   static int owner[1 + 2 * MAX_PAIRS];
   for (;;) {
