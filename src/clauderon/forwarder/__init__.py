@@ -36,7 +36,10 @@ def binary_path(bin_dir: Path) -> Path:
 
 
 def compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    """The C compiler: $CC if set (and found), else cc or gcc on the PATH."""
+    if os.environ.get("CC"):
+        return shutil.which(os.environ["CC"])
+    return shutil.which("cc") or shutil.which("gcc")
 
 
 def ensure_forwarder(bin_dir: Path) -> Path:
