@@ -45,7 +45,7 @@ def test_create_builds_the_container_of_the_contract(clauderon, repo):
     assert host["Memory"] == 768 * 1024**2
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["CapDrop"] == ["ALL"]
-    assert host["ExtraHosts"] == [f"host.docker.internal:{clauderon.gateway()}"]
+    assert host["NetworkMode"] == "none"  # loopback only: the proxy socket is the way out
 
     mounts = {m["Destination"]: m for m in attrs["Mounts"]}
     assert mounts["/workspace"]["Source"] == str(worktree)

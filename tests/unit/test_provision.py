@@ -97,9 +97,7 @@ def test_a_hostile_member_is_refused_and_nothing_lands_outside(
         assert path.resolve().is_relative_to(target.resolve())
 
 
-def test_a_normal_package_is_unpacked_without_set_id_bits(
-    tmp_path: Path, python_kind: str
-) -> None:
+def test_a_normal_package_is_unpacked_without_set_id_bits(tmp_path: Path, python_kind: str) -> None:
     target = tmp_path / "target"
     target.mkdir()
     tarball = make_tar(
