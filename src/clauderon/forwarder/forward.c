@@ -5,7 +5,8 @@
  * for this session (mounted read-only), so HTTP(S)_PROXY=http://...@127.0.0.1:<port>
  * reaches the daemon's credential proxy and nothing else.
  *
- * Usage: clauderon-forward PORT SOCKET_PATH
+ * Usage: clauderon-forward [-f] PORT SOCKET_PATH     (-f: stay in the foreground, no
+ *                                                      supervisor; for benchmarks)
  *
  * Returns once it listens (exit 0) and keeps running in the background: a supervisor
  * holds the listening socket and restarts the worker if it ever dies, so the port never
@@ -114,8 +115,10 @@ static int pump(struct pair *p, int from, short rev_from, short rev_to) {
 }
 
 int main(int argc, char **argv) {
+  int foreground = argc > 1 && strcmp(argv[1], "-f") == 0;
+  if (foreground) { argv++; argc--; }
   if (argc != 3) {
-    fprintf(stderr, "usage: %s PORT SOCKET_PATH\n", argv[0]);
+    fprintf(stderr, "usage: clauderon-forward [-f] PORT SOCKET_PATH\n");
     return 2;
   }
   int port = atoi(argv[1]);
@@ -138,6 +141,7 @@ int main(int argc, char **argv) {
     perror("clauderon-forward: listen on 127.0.0.1");
     return 1;
   }
+  if (foreground) return serve(listener);
   /* Listening: tell the caller (exit 0) and go on in the background. */
   pid_t pid = fork();
   if (pid < 0) { perror("clauderon-forward: fork"); return 1; }
