@@ -3,7 +3,7 @@
 All Docker settings are CLI flags; this file only shapes the credential proxy:
 
     [proxy]
-    port = 18100                  # on the sessions network's gateway address
+    port = 18100                  # where the forwarder listens in each container (loopback)
     allow = ["internal.example.com", "*.corp.example"]   # added to the default allowlist
     # allowlist = [...]           # replaces the default allowlist instead
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,11 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from .conftest import AGENTS_IMAGE, Clauderon, exec_in, git
+from .conftest import AGENTS_IMAGE, Clauderon, agent_running, exec_in, git, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -171,3 +173,39 @@ def test_a_restarted_daemon_makes_the_session_sockets_again(clauderon, repo):
     assert out.strip() == "403", out  # the proxy answered, through the same mount
     clauderon.run("delete", session["name"])
     assert not socket_path.parent.exists()
+
+
+def test_a_container_of_the_old_network_design_is_moved_to_no_network(
+    clauderon, repo, docker_client
+):
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+    old = clauderon.container(session)
+    labels = old.labels
+    clauderon.run("daemon", "stop")
+    # What clauderon before 0.2 left running: the session's container on its bridge network.
+    old.remove(force=True)
+    network = docker_client.networks.create(
+        f"clauderon-{clauderon.paths.instance}",
+        driver="bridge",
+        internal=True,
+        labels={"clauderon.managed": "true", "clauderon.instance": clauderon.paths.instance},
+    )
+    try:
+        docker_client.containers.run(
+            AGENTS_IMAGE,
+            ["sleep", "infinity"],
+            name=session["container"],
+            labels=labels,
+            network=network.name,
+            detach=True,
+        )
+        clauderon.run("list")  # the daemon starts and moves it
+        container = clauderon.container(session)
+        assert container.attrs["HostConfig"]["NetworkMode"] == "none"
+        wait_for(lambda: agent_running(container, "claude"))
+        assert clauderon.sessions()[0]["status"] == "running"
+        assert not docker_client.networks.list(names=[network.name])  # the old one is gone
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            network.reload()
+            network.remove()
