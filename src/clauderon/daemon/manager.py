@@ -1057,7 +1057,10 @@ class SessionManager:
         await self.ensure_proxy()
         for session in self.store.list_sessions():  # each session's socket, made again
             if session.proxy_token and session.status != SessionStatus.ARCHIVED:
-                await self._open_proxy_socket(session)
+                try:
+                    await self._open_proxy_socket(session)
+                except OSError as exc:  # that session cannot reach its proxy; say so
+                    log.warning("no proxy socket for %s: %s", session.name, exc)
         await self._migrate_legacy_containers()
 
     def _locks_held(self) -> set[str]:
