@@ -532,7 +532,9 @@ class SessionManager:
                 undo.add("store row", lambda: self.store.delete_session(session.id))
                 self.directory.register(session)
                 undo.add("proxy policy", lambda: self.directory.unregister(session))
-                await self._open_proxy_socket(session)
+                session_dir = self.paths.session_dir(session.name)
+                undo.add("session files", lambda: shutil.rmtree(session_dir, ignore_errors=True))
+                await self._open_proxy_socket(session)  # closed after the rollback below
                 self._publish("session_created", session)
 
                 report(f"Checking image {session.image}")
@@ -564,9 +566,7 @@ class SessionManager:
                     )
 
                 report("Preparing the agent's settings")
-                session_dir = self.paths.session_dir(session.name)
                 uploads = self.paths.uploads / session.id
-                undo.add("session files", lambda: shutil.rmtree(session_dir, ignore_errors=True))
                 undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
