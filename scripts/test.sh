@@ -66,6 +66,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 scripts/build-images.sh
 
+getent group docker >/dev/null || groupadd --system docker
 if ! id "$user" >/dev/null 2>&1; then
   log "creating the user $user (docker group)"
   useradd --create-home --shell /bin/bash --groups docker "$user"
