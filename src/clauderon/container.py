@@ -14,6 +14,7 @@ from .paths import Paths
 from .spec import ContainerSpec, Mount
 
 WORKSPACE = "/workspace"
+# Shared caches, by volume name (root's); every other user has their own (see cache_volumes).
 CACHE_VOLUMES = {
     "clauderon-cargo-registry": f"{WORKSPACE}/.cargo/registry",
     "clauderon-cargo-git": f"{WORKSPACE}/.cargo/git",
@@ -36,6 +37,15 @@ CA_ENV = (
 )
 # Keys the user cannot set with --env: clauderon's own parameters.
 RESERVED_ENV_PREFIX = "CLAUDERON_"
+
+
+def cache_volumes(uid: int) -> dict[str, str]:
+    """The cache volumes of the user with `uid` → their mount targets. Root keeps the plain
+    names; any other user gets `<name>-<uid>`: a cache another user can write could plant
+    code in this user's builds (build scripts, compiler outputs), and a volume made by
+    another user is not writable by this one."""
+    suffix = "" if uid == 0 else f"-{uid}"
+    return {f"{name}{suffix}": target for name, target in CACHE_VOLUMES.items()}
 
 
 def container_name(session_name: str) -> str:
@@ -103,7 +113,10 @@ def build_container_spec(
         Mount(str(paths.hooks), f"{WORKSPACE}/.clauderon/hooks", read_only=True),
         Mount(str(paths.home / "gitignore"), CONTAINER_GITIGNORE, read_only=True),
         *agent_mounts,
-        *(Mount(volume, target, volume=True) for volume, target in CACHE_VOLUMES.items()),
+        *(
+            Mount(volume, target, volume=True)
+            for volume, target in cache_volumes(inputs.uid).items()
+        ),
     ]
     provided = inputs.provided_agent
     if provided is not None:

@@ -93,7 +93,8 @@ def test_mounts_of_the_contract():
     uploads = f"/workspace/.clauderon/uploads/{session.id}"
     assert mounts[uploads].source == f"/home/u/.clauderon/uploads/{session.id}"
     assert mounts["/workspace/.clauderon/hooks"].source == "/home/u/.clauderon/hooks"
-    for volume, target in CACHE_VOLUMES.items():
+    for volume, target in CACHE_VOLUMES.items():  # uid 1000: the user's own volumes
+        volume = f"{volume}-1000"
         assert mounts[target].volume and mounts[target].source == volume
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import socket
@@ -243,39 +244,63 @@ class DockerBackend:
         except (docker.errors.APIError, ClauderonError):
             pass
 
-    def ensure_volume(self, name: str, owner: str, image: str) -> None:
-        """Create a shared cache volume once, owned by the user the containers run as."""
-        if name in self._volumes:
+    def ensure_volumes(self, names: list[str], owner: str, image: str) -> None:
+        """Make sure the shared cache volumes exist and belong to the user the containers
+        run as ("uid:gid"), once per daemon. A new volume is root-owned, and one made by an
+        earlier run as another user (root, say) is not writable by this one: either is
+        handed over (recursively: a cache is only a cache) by one short root container
+        with the session image, the only image known to be here."""
+        unknown = [n for n in dict.fromkeys(names) if n not in self._volumes]
+        if not unknown:
             return
-        try:
-            self._call(self.client.volumes.get, name)
-            self._volumes.add(name)
-            return
-        except docker.errors.NotFound:
-            pass
-        self._call(
-            self.client.volumes.create,
-            name,
-            labels={MANAGED_LABEL: "true", "clauderon.cache": "true"},
-        )
-        if owner != "0:0":
-            # A new volume is root-owned; hand it to the user once, with the session image
-            # (the only image known to be here).
+        wrong_owner = []
+        for name in unknown:
+            try:
+                volume = self._call(self.client.volumes.get, name)
+            except docker.errors.NotFound:
+                volume = self._call(
+                    self.client.volumes.create,
+                    name,
+                    labels={MANAGED_LABEL: "true", "clauderon.cache": "true"},
+                )
+            if self._volume_owner(volume) != owner:
+                wrong_owner.append(name)
+        if wrong_owner:
+            mounts = [
+                docker.types.Mount(f"/volumes/{i}", name, type="volume")
+                for i, name in enumerate(wrong_owner)
+            ]
+            script = (
+                'for d in /volumes/*; do [ "$(stat -c %u:%g "$d" 2>/dev/null)" = "$1" ] '
+                '|| chown -R "$1" "$d"; done'
+            )
             self._call(
                 self.client.containers.run,
                 image,
-                entrypoint=["chown", owner, "/volume"],
+                entrypoint=["/bin/sh", "-c", script, "chown", owner],
                 command=[],
                 user="0",
                 network_mode="none",
                 remove=True,
-                mounts=[docker.types.Mount("/volume", name, type="volume")],
+                mounts=mounts,
                 labels={
                     MANAGED_LABEL: "true",
                     "clauderon.instance": self.instance,
                     "clauderon.role": "chown",
                 },
             )
+        self._volumes.update(unknown)
+
+    @staticmethod
+    def _volume_owner(volume) -> str | None:
+        """ "uid:gid" of a local volume's directory, when this process may look (root);
+        None otherwise (then the root container checks)."""
+        mountpoint = (volume.attrs or {}).get("Mountpoint")
+        try:
+            info = os.stat(mountpoint) if mountpoint else None
+        except OSError:
+            return None
+        return f"{info.st_uid}:{info.st_gid}" if info else None
 
     def cache_volumes(self, names: list[str]) -> list[CacheVolume]:
         sizes: dict[str, int | None] = {}
@@ -309,9 +334,7 @@ class DockerBackend:
     # --- containers -------------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> str:
-        for mount in spec.mounts:
-            if mount.volume:
-                self.ensure_volume(mount.source, spec.user, spec.image)
+        self.ensure_volumes([m.source for m in spec.mounts if m.volume], spec.user, spec.image)
         mounts = [
             docker.types.Mount(
                 m.target, m.source, type="volume" if m.volume else "bind", read_only=m.read_only

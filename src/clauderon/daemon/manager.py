@@ -25,12 +25,12 @@ from ..agents import Agent, get_agent, install_report_script
 from ..agents.provision import ensure_agent
 from ..backends import Backend, ContainerStatus, Progress
 from ..container import (
-    CACHE_VOLUMES,
     RESERVED_ENV_PREFIX,
     ProvidedAgent,
     ProxyInputs,
     SpecInputs,
     build_container_spec,
+    cache_volumes,
     container_name,
     prepare_mountpoints,
 )
@@ -879,7 +879,7 @@ class SessionManager:
     # --- caches and reconcile ---------------------------------------------------------
 
     async def cache_report(self) -> list[dict[str, Any]]:
-        volumes = await blocking(self.backend.cache_volumes, list(CACHE_VOLUMES))
+        volumes = await blocking(self.backend.cache_volumes, list(cache_volumes(self.uid)))
         sessions_by_container = {container_name(s.name): s.name for s in self.store.list_sessions()}
         return [
             {
@@ -895,7 +895,8 @@ class SessionManager:
         """Remove every cache volume that no container uses; say which were kept and why."""
         removed, kept = [], []
         containers = await blocking(self.backend.inspect_all, {"clauderon.managed": "true"})
-        for volume in await blocking(self.backend.cache_volumes, list(CACHE_VOLUMES)):
+        names = list(cache_volumes(self.uid))
+        for volume in await blocking(self.backend.cache_volumes, names):
             if not volume.exists:
                 continue
             running = [
