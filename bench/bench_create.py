@@ -46,6 +46,7 @@ from common import (
 )
 
 from clauderon.client import Client
+from clauderon.container import container_name
 
 TARGET_RATIO = 1.5
 TIMEOUT = 120.0
@@ -62,10 +63,11 @@ API_BODY = {
 }
 
 
-def until_agent(name: str, operation: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run `operation` (which creates session `name`) in a thread; time until `claude` runs
-    in its container and until the operation returns. The operation's result is merged in;
-    its "steps" (perf_counter times of the progress events) become offsets from the start."""
+def until_agent(container: str, operation: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run `operation` (which creates the session of `container`) in a thread; time until
+    `claude` runs in that container and until the operation returns. The operation's
+    result is merged in; its "steps" (perf_counter times of the progress events) become
+    offsets from the start."""
     finished: list[float] = []
     outcome: list[Any] = []
 
@@ -82,7 +84,7 @@ def until_agent(name: str, operation: Callable[[], dict[str, Any]]) -> dict[str,
     thread.start()
     try:
         agent_at = wait_for_process(
-            f"clauderon-{name}",
+            container,
             is_agent,
             timeout=TIMEOUT,
             # Give up once the creation failed, or 15 s after it succeeded.
@@ -98,10 +100,10 @@ def until_agent(name: str, operation: Callable[[], dict[str, Any]]) -> dict[str,
         thread.join(TIMEOUT)
         if isinstance(outcome[0], BaseException):
             raise outcome[0] from None
-        raise RuntimeError(f"{name} was created but `claude` never ran in it") from None
+        raise RuntimeError(f"{container} was created but `claude` never ran in it") from None
     thread.join(TIMEOUT)
     if not finished:
-        raise TimeoutError(f"creating {name} did not return within {TIMEOUT:.0f}s")
+        raise TimeoutError(f"creating {container} did not return within {TIMEOUT:.0f}s")
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     result = {"agent": agent_at - start, "cli": finished[0] - start, **outcome[0]}
@@ -130,7 +132,7 @@ def measure_create(
         return {"steps": steps}
 
     try:
-        return until_agent(name, api if via_api else cli)
+        return until_agent(container_name(name, home.instance), api if via_api else cli)
     finally:
         deleted = home.delete_session(name)
         if deleted is not None and deletes is not None:

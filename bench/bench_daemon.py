@@ -53,6 +53,8 @@ from common import (
 )
 from websockets.sync.client import unix_connect
 
+from clauderon.container import container_name
+
 TARGET_RSS_MB = 150.0
 TARGET_RECONCILE = 2.0
 EVENT_TIMEOUT = 10.0
@@ -351,14 +353,14 @@ def main() -> int:
                     )
             result["create_seconds"] = time.perf_counter() - start
             log(f"created {len(created)} sessions ({result['create_seconds']:.0f} s)")
-            busy = settle_after_creating(created, args.settle)
+            busy = settle_after_creating(created, home.instance, args.settle)
             log(f"CPU busy {busy:.0%} when measuring starts; load {os.getloadavg()}")
             if daemon_pid(home) != pid:
                 raise RuntimeError("the daemon changed during the run")
 
             rss50, mem50 = rss_samples(pid)
             cpu50 = daemon_cpu(pid)
-            containers = container_memory([f"clauderon-{n}" for n in created])
+            containers = container_memory([container_name(n, home.instance) for n in created])
             result["idle50"] = {
                 "rss_kb": rss50,
                 "memory": mem50,

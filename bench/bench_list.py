@@ -62,7 +62,7 @@ def main() -> int:
                 home.cli(*home.create_args(name))
                 created.append(name)
             log(f"created {len(created)} sessions in {time.perf_counter() - start:.1f} s")
-            busy = settle_after_creating(created, args.settle)
+            busy = settle_after_creating(created, home.instance, args.settle)
             log(f"CPU busy {busy:.0%} when measuring starts")
 
             python = sys.executable

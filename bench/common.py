@@ -32,6 +32,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from clauderon.container import container_name
 from clauderon.paths import Paths
 
 IMAGE = "clauderon-agents:bookworm"
@@ -345,7 +346,7 @@ class BenchHome:
 
     def force_remove(self, name: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
-            docker_client().containers.get(f"clauderon-{name}").remove(force=True)
+            docker_client().containers.get(container_name(name, self.instance)).remove(force=True)
         worktree = self.paths.worktree(name)
         if worktree.exists():
             git(self.repo, "worktree", "remove", "--force", "--force", str(worktree), check=False)
@@ -434,10 +435,14 @@ def bench_home() -> Iterator[BenchHome]:
             log(f"cleanup: {note}")
 
 
-def settle_after_creating(created: list[str], max_wait: float) -> float:
+def settle_after_creating(created: list[str], instance: str, max_wait: float) -> float:
     """Warn about sessions whose agent is not up yet, then let the machine calm down
     before measuring; return how busy the CPUs still were."""
-    waiting = [n for n in created if not any(map(is_agent, top_commands(f"clauderon-{n}") or []))]
+    waiting = [
+        n
+        for n in created
+        if not any(map(is_agent, top_commands(container_name(n, instance)) or []))
+    ]
     if waiting:
         log(f"warning: no agent process seen yet in {waiting}")
     return wait_for_quiet(max_wait=max_wait)

@@ -216,6 +216,7 @@ def list_sessions(
         return
     rows = [("NAME", "STATE", "AGENT", "STATUS", "IMAGE", "AGE", "REPO")]
     problems = [(s["name"], s["error"]) for s in sessions if s.get("error")]
+    problems += [(s["name"], f"warning: {w}") for s in sessions for w in s.get("warnings", [])]
     for s in sessions:
         state = s["state"] + (f" ({s['exit_code']})" if s.get("exit_code") is not None else "")
         repo = s["repo"] + (f"/{s['subdirectory']}" if s["subdirectory"] else "")
@@ -333,6 +334,10 @@ def delete(
     if result.get("saved_ref"):
         typer.echo(f"Its work was saved as {result['saved_ref']}. Get it back with:")
         typer.echo(f"  {result['restore_hint']}")
+    for branch in result.get("agent_branches", []):
+        typer.echo(
+            f"The agent's branch {branch} is kept as refs/clauderon/{name}/branches/{branch}."
+        )
 
 
 @app.command()
@@ -514,6 +519,8 @@ def _print_reconcile(report: dict[str, Any]) -> None:
         lines.append(f"Rolled back the unfinished creation of {name}")
     for name in report["recreated"]:
         lines.append(f"Recreated the missing container of {name}")
+    for name in report.get("restarted", []):
+        lines.append(f"Restarted the agent of {name}, which had stopped on its own")
     for name in report["adopted"]:
         lines.append(f"Took back the running container of {name}")
     for name in report["gave_up"]:

@@ -24,6 +24,14 @@ from .paths import Paths
 
 START_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 5.0
+# What to do when the daemon went away in the middle of an answer (it was killed or
+# crashed): the operation was rolled back or finished by the next daemon's start-up.
+LOST_ADVICE = "run the command again (`clauderon list` shows what exists)"
+
+
+def lost_connection(exc: BaseException | None = None) -> DaemonUnavailable:
+    detail = f" ({exc})" if exc is not None and str(exc) else ""
+    return DaemonUnavailable(f"lost the connection to the daemon{detail}: {LOST_ADVICE}")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -155,15 +163,19 @@ class Client:
             response = self._send(method, path, params, json, timeout)
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
+            raise lost_connection(exc) from exc
         if response.status >= 400:
             raise _error_from(response.status, data)
-        return _loads(data)
+        try:
+            return _loads(data)
+        except ValueError as exc:
+            raise lost_connection(exc) from exc
 
     def stream(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
     ) -> Iterator[dict[str, Any]]:
-        """JSON lines of a long operation; raises the operation's error in-band."""
+        """JSON lines of a long operation, ending with its result; raises the operation's
+        error in-band, and a clear error when the stream ends without a result."""
         try:
             response = self._send(method, path, {**(params or {}), "stream": True}, json, None)
             if response.status >= 400:
@@ -172,11 +184,16 @@ class Client:
                 if not line.strip():
                     continue
                 event = _loads(line)
+                if not isinstance(event, dict):
+                    raise ValueError("not a JSON object")
                 if event.get("type") == "error":
                     raise ClauderonError(event["message"], code=event.get("code"))
                 yield event
-        except (OSError, http.client.HTTPException) as exc:
-            raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
+                if event.get("type") == "result":
+                    return
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise lost_connection(exc) from exc
+        raise lost_connection()
 
     def stream_bytes(
         self, method: str, path: str, *, params: dict[str, Any] | None = None
@@ -188,7 +205,7 @@ class Client:
             while chunk := response.read1(65536):
                 yield chunk
         except (OSError, http.client.HTTPException) as exc:
-            raise DaemonUnavailable(f"lost the connection to the daemon: {exc}") from exc
+            raise lost_connection(exc) from exc
 
     def websocket(self, path: str) -> Any:
         """A WebSocket to the daemon over its socket (starting the daemon if needed)."""

@@ -48,8 +48,10 @@ def cache_volumes(uid: int) -> dict[str, str]:
     return {f"{name}{suffix}": target for name, target in CACHE_VOLUMES.items()}
 
 
-def container_name(session_name: str) -> str:
-    return f"clauderon-{session_name}"
+def container_name(session_name: str, instance: str) -> str:
+    """`clauderon-<session>-<home>`: two homes (two users, or a test's) can both have a
+    session `fix-bug` without their containers' names colliding."""
+    return f"clauderon-{session_name}-{instance[:6]}"
 
 
 def session_labels(paths: Paths, session: Session) -> dict[str, str]:
@@ -82,12 +84,25 @@ class ProxyInputs:
 
 
 @dataclass(frozen=True)
+class GitMounts:
+    """The session's own git state (see gitsync.py): nothing of the main git dir but its
+    objects, read-only."""
+
+    git_dir: Path  # the session's common git dir, at its own path (rw)
+    admin_dir: Path  # <main git dir>/worktrees/<id>: where the worktree's .git file points
+    container_admin: Path  # <git_dir>/worktrees/<id>, mounted at admin_dir (rw)
+    objects: Path  # <main git dir>/objects (read-only)
+    dotgit: Path  # a `gitdir: <admin_dir>` file, read-only over /workspace/.git
+    alternates: tuple[Path, ...] = ()  # object dirs the main repository borrows from
+
+
+@dataclass(frozen=True)
 class SpecInputs:
     """Facts from outside the record that shape the container."""
 
     uid: int
     gid: int
-    git_common_dir: Path  # the main repository's git dir, mounted at its own path
+    git: GitMounts
     git_identity: dict[str, str]  # GIT_AUTHOR_NAME … from the host's git config
     provided_agent: ProvidedAgent | None = None
     proxy: ProxyInputs | None = None
@@ -96,15 +111,17 @@ class SpecInputs:
 def build_container_spec(
     session: Session, agent: Agent, paths: Paths, inputs: SpecInputs, agent_mounts: list[Mount]
 ) -> ContainerSpec:
-    git_dir = str(inputs.git_common_dir)
+    g = inputs.git
     mounts = [
         Mount(session.worktree, WORKSPACE),
-        # Git works inside: the worktree's .git file points into the main git dir, so that
-        # dir is mounted at the same path; its hooks and config stay read-only so an agent
-        # cannot plant code the host later runs.
-        Mount(git_dir, git_dir),
-        Mount(f"{git_dir}/hooks", f"{git_dir}/hooks", read_only=True),
-        Mount(f"{git_dir}/config", f"{git_dir}/config", read_only=True),
+        # Git works inside on the session's own git dir: the worktree's .git file (a
+        # read-only copy, so it cannot be repointed) names the admin dir's host path, where
+        # the session's own admin dir is mounted; the main objects are read-only.
+        Mount(str(g.dotgit), f"{WORKSPACE}/.git", read_only=True),
+        Mount(str(g.git_dir), str(g.git_dir)),
+        Mount(str(g.container_admin), str(g.admin_dir)),
+        Mount(str(g.objects), str(g.objects), read_only=True),
+        *(Mount(str(a), str(a), read_only=True) for a in g.alternates),
         Mount(
             str(paths.uploads / session.id),
             f"{WORKSPACE}/.clauderon/uploads/{session.id}",
@@ -157,7 +174,7 @@ def build_container_spec(
         "CLAUDERON_SKIP_PERMISSIONS": "0" if session.ask_permissions else "1",
     }
     return ContainerSpec(
-        name=container_name(session.name),
+        name=container_name(session.name, paths.instance),
         image=session.image,
         command=["/bin/sh", "-c", entrypoint_script(), "clauderon-entrypoint"],
         workdir=session.workdir,

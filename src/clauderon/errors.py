@@ -60,6 +60,11 @@ class Cancelled(ClauderonError):
     status = 499
 
 
+class StoreUnwritable(ClauderonError):
+    code = "store_unwritable"
+    status = 503
+
+
 class DaemonUnavailable(ClauderonError):
     code = "daemon_unavailable"
     status = 503

@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,15 +156,55 @@ def branch_exists(repo_root: Path, branch: str) -> bool:
     return proc.returncode == 0
 
 
+# Held for clauderon's own changes to a user's repository (worktrees, branches, saved
+# refs): git's ref and packed-refs locks make parallel writers fail rather than wait.
+# One lock for every repository: each change takes milliseconds.
+REPO_LOCK = threading.Lock()
+
+
 def add_worktree(repo_root: Path, path: Path, branch: str, base_commit: str) -> Path:
     """Create `path` on a new branch; return the worktree's own git dir."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_git(["worktree", "add", "--quiet", "-b", branch, str(path), base_commit], cwd=repo_root)
+    with REPO_LOCK:
+        run_git(["worktree", "add", "--quiet", "-b", branch, str(path), base_commit], cwd=repo_root)
     # Read the .git file now, while it is still the one git just wrote.
     pointer = (path / ".git").read_text().strip()
     if not pointer.startswith("gitdir: "):
         raise GitError(f"unexpected .git file in new worktree {path}")
     return Path(pointer.removeprefix("gitdir: ")).resolve()
+
+
+def _make_writable_and_retry(function, path: str, exc_info) -> None:
+    """rmtree's error handler: a directory without write permission (Go's module cache is
+    read-only by design) cannot lose its entries. Give the parent back its write bit and
+    try again — through a descriptor opened without following links, so a link the agent
+    planted never redirects the chmod — and ignore entries that vanished meanwhile."""
+    error = exc_info[1]
+    if isinstance(error, FileNotFoundError):
+        return
+    if not isinstance(error, PermissionError):
+        raise error
+    for directory in {os.path.dirname(path), path}:
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+            os.fchmod(fd, stat.S_IMODE(mode) | stat.S_IRWXU)
+        finally:
+            os.close(fd)
+    with suppress(FileNotFoundError):
+        function(path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a directory tree the agent wrote: read-only directories included, links
+    removed rather than followed, entries vanishing meanwhile tolerated."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, onerror=_make_writable_and_retry)
 
 
 def remove_worktree(
@@ -172,14 +214,12 @@ def remove_worktree(
 
     Done by hand rather than with `git worktree remove`: the worktree's git dir is the
     agent's to rewrite, so nothing in it decides what gets deleted. `git_dir` is the one
-    recorded when the worktree was made."""
-    if path.is_symlink():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
-    if git_dir and common_dir and git_dir.parent == common_dir / "worktrees" and git_dir.is_dir():
-        shutil.rmtree(git_dir)
-    run_git(["worktree", "prune"], cwd=repo_root, check=False)
+    recorded when the worktree was made. No `git worktree prune`: it would also unregister
+    the worktrees that parallel deletes are half-way through removing."""
+    remove_tree(path)
+    if git_dir and common_dir and git_dir.parent == common_dir / "worktrees":
+        with REPO_LOCK:
+            remove_tree(git_dir)
 
 
 def delete_branch(repo_root: Path, branch: str, only_at: str | None = None) -> None:
@@ -191,7 +231,8 @@ def delete_branch(repo_root: Path, branch: str, only_at: str | None = None) -> N
         tip = run_git(["rev-parse", f"refs/heads/{branch}"], cwd=repo_root).stdout.strip()
         if tip != only_at:
             return
-    run_git(["branch", "-D", "--quiet", branch], cwd=repo_root)
+    with REPO_LOCK:
+        run_git(["branch", "-D", "--quiet", branch], cwd=repo_root)
 
 
 def _not_elsewhere(branch: str) -> list[str]:
@@ -213,15 +254,27 @@ def unique_branch_commits(repo_root: Path, branch: str) -> list[str]:
     return proc.stdout.split()
 
 
-def _saved_ref(session_name: str) -> str:
-    return f"refs/clauderon/{session_name}/{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+def create_saved_ref(
+    git: Callable[..., subprocess.CompletedProcess[str]], session_name: str, commit: str
+) -> str:
+    """A new ref refs/clauderon/<session>/<UTC time> holding `commit`; never overwrites an
+    earlier save (two saves in one second get -2, -3…)."""
+    base = f"refs/clauderon/{session_name}/{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    with REPO_LOCK:
+        for attempt in range(1, 100):
+            ref = base if attempt == 1 else f"{base}-{attempt}"
+            # An empty old value: only if the ref does not exist yet.
+            if git(["update-ref", ref, commit, ""], check=False).returncode == 0:
+                return ref
+    raise GitError(f"could not create a saved ref under {base}")
 
 
 def save_branch(repo_root: Path, branch: str, session_name: str) -> str:
     """Keep a branch's commits under refs/clauderon/<session>/ (its worktree is gone)."""
-    ref = _saved_ref(session_name)
-    run_git(["update-ref", ref, f"refs/heads/{branch}"], cwd=repo_root)
-    return ref
+    tip = run_git(["rev-parse", f"refs/heads/{branch}"], cwd=repo_root).stdout.strip()
+    return create_saved_ref(
+        lambda args, check=True: run_git(args, cwd=repo_root, check=check), session_name, tip
+    )
 
 
 _HEAD_RE = re.compile(r"ref: refs/heads/[^\s:~^?*\[\\]+|[0-9a-f]{40}|[0-9a-f]{64}")
@@ -340,6 +393,4 @@ class Worktree:
             ).stdout.strip()
         else:
             commit = head
-        ref = _saved_ref(session_name)
-        self.git(["update-ref", ref, commit])
-        return ref
+        return create_saved_ref(self.git, session_name, commit)

@@ -122,6 +122,9 @@ class SessionView(Session):
     exit_code: int | None = None
     state: str = ""  # one word for humans: the status, or what the container says instead
     warnings: list[str] = Field(default_factory=list)  # things the user should know now
+    # Branches the agent created or moved inside, brought back as
+    # refs/clauderon/<name>/branches/<branch>.
+    agent_branches: list[str] = Field(default_factory=list)
 
 
 class CreateSessionRequest(BaseModel):
@@ -150,3 +153,5 @@ class DeleteResult(BaseModel):
     name: str
     saved_ref: str | None = None
     restore_hint: str | None = None
+    # Branches the agent made inside, kept under refs/clauderon/<name>/branches/.
+    agent_branches: list[str] = Field(default_factory=list)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import Conflict
+from .errors import Conflict, StoreUnwritable
 from .models import Session, utcnow
 
 # Each entry moves the schema from version i to i+1. Never edit a released entry.
@@ -52,7 +52,25 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # Per-session git sync: the branch tip both sides last agreed on (gitsync.py).
+    """
+    CREATE TABLE git_sync (
+        session_id TEXT PRIMARY KEY,
+        tip TEXT NOT NULL,
+        data TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
+
+
+# The event history is for reading recent changes, not an archive.
+EVENTS_KEPT = 10_000
+EVENTS_PRUNE_EVERY = 500
+
+# Fields written by reports that arrive at any moment (agent hooks), never by a whole
+# record save.
+LIVE_FIELDS = ("agent_status", "agent_status_at")
 
 
 class Store:
@@ -66,6 +84,7 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA busy_timeout=5000")
         self.migrate()
+        self.check_writable()
 
     @property
     def schema_version(self) -> int:
@@ -85,6 +104,27 @@ class Store:
                         if statement.strip():
                             self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version = {number}")
+
+    def check_writable(self) -> None:
+        """Raise StoreUnwritable unless a write would succeed now (nothing is changed).
+
+        Called before any change to a session acts on its container or files, so that an
+        operation never happens without being recorded. A store read-only when the daemon
+        started stays so for that process (SQLite keeps the read-only handles), so the
+        daemon does not start then; the next command starts it once the store is fixed."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                version = self.schema_version
+                self._db.execute(f"PRAGMA user_version = {version}")
+            except sqlite3.Error as exc:
+                raise StoreUnwritable(
+                    f"the store {self.path} cannot be written ({exc}): make it writable "
+                    f"(chmod u+w {self.path}*) or free disk space, then run the command again"
+                ) from None
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -123,8 +163,16 @@ class Store:
             raise Conflict(f"a session named {session.name!r} already exists") from exc
 
     def save_session(self, session: Session) -> Session:
+        """Save the record, except its live fields (LIVE_FIELDS), which only
+        `update_live_fields` writes: a record read before an agent's hook report must not
+        undo that report when it is saved."""
         session.updated_at = utcnow()
         with self._transaction() as db:
+            row = db.execute("SELECT data FROM sessions WHERE id = ?", (session.id,)).fetchone()
+            if row is not None:
+                stored = Session.model_validate_json(row["data"])
+                for field in LIVE_FIELDS:
+                    setattr(session, field, getattr(stored, field))
             db.execute(
                 "UPDATE sessions SET name = ?, status = ?, data = ?, updated_at = ? WHERE id = ?",
                 (
@@ -137,9 +185,20 @@ class Store:
             )
         return session
 
+    def update_live_fields(self, session: Session) -> None:
+        """Write only the live fields of `session` (reports that arrive at any time)."""
+        values = session.model_dump(mode="json", include=set(LIVE_FIELDS))
+        with self._transaction() as db:
+            row = db.execute("SELECT data FROM sessions WHERE id = ?", (session.id,)).fetchone()
+            if row is None:
+                return
+            data = {**json.loads(row["data"]), **values}
+            db.execute("UPDATE sessions SET data = ? WHERE id = ?", (json.dumps(data), session.id))
+
     def delete_session(self, session_id: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            db.execute("DELETE FROM git_sync WHERE session_id = ?", (session_id,))
 
     def get_session(self, name_or_id: str) -> Session | None:
         with self._lock:
@@ -153,11 +212,38 @@ class Store:
             rows = self._db.execute("SELECT data FROM sessions ORDER BY created_at").fetchall()
         return [Session.model_validate_json(row["data"]) for row in rows]
 
+    # --- git sync state (gitsync.py) ------------------------------------------------------
+
+    def get_git_sync(self, session_id: str) -> tuple[str, str] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tip, data FROM git_sync WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return (row["tip"], row["data"]) if row else None
+
+    def put_git_sync(self, session_id: str, tip: str, data: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO git_sync (session_id, tip, data, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (session_id, tip, data, utcnow().isoformat()),
+            )
+
+    def delete_git_sync(self, session_id: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM git_sync WHERE session_id = ?", (session_id,))
+
+    def list_git_sync(self) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT session_id, tip, data FROM git_sync").fetchall()
+        return {r["session_id"]: (r["tip"], r["data"]) for r in rows}
+
     # --- events ---------------------------------------------------------------------
 
     def add_event(self, session: Session | None, type_: str, payload: dict[str, Any]) -> None:
+        """Record an event; the table keeps the newest EVENTS_KEPT (pruned now and then)."""
         with self._transaction() as db:
-            db.execute(
+            cursor = db.execute(
                 "INSERT INTO events (session_id, session_name, type, payload, ts) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (
@@ -168,6 +254,8 @@ class Store:
                     utcnow().isoformat(),
                 ),
             )
+            if cursor.lastrowid and cursor.lastrowid % EVENTS_PRUNE_EVERY == 0:
+                db.execute("DELETE FROM events WHERE id <= ?", (cursor.lastrowid - EVENTS_KEPT,))
 
     def events(self, session_id: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -27,6 +27,13 @@ CLAUDE_SCRIPT = [
     ToolCall("Bash", {"command": "git add hello.txt && git commit -qm 'claude: add hello'"}),
     Text("Done."),
 ]
+# The pause lets the daemon's 1 s sync see the first commit before it is amended.
+AMEND = "sleep 3 && git commit -q --amend -m '{}: add hello, amended'"
+CLAUDE_COMMIT_SCRIPT = [
+    *CLAUDE_SCRIPT[:2],
+    ToolCall("Bash", {"command": AMEND.format("claude")}),
+    Text("Done."),
+]
 CODEX_SCRIPT = [
     ToolCall(
         "exec_command",
@@ -35,8 +42,25 @@ CODEX_SCRIPT = [
             "git add hello.txt && git commit -qm 'codex: add hello'"
         },
     ),
+    ToolCall("exec_command", {"cmd": AMEND.format("codex")}),
     Text("Done."),
 ]
+
+
+def follows_the_commit_and_its_amend(repo: Path, branch: str, agent: str) -> None:
+    """The agent's commit reaches the host branch; the amend too, and the first tip stays
+    reachable under refs/clauderon/<branch>/replaced/."""
+
+    def tip_with(subject: str) -> str | None:
+        log = git("log", "--format=%H %s", "-1", branch, cwd=repo)
+        return log.split()[0] if log.endswith(subject) else None
+
+    first = wait_for(lambda: tip_with(f"{agent}: add hello"))
+    wait_for(lambda: tip_with(f"{agent}: add hello, amended"))
+    kept = git(
+        "for-each-ref", "--format=%(objectname)", f"refs/clauderon/{branch}/replaced", cwd=repo
+    )
+    assert first in kept.split()
 
 
 def user_texts(request) -> list[str]:
@@ -59,7 +83,7 @@ def use_fake(clauderon, api: FakeModelAPI) -> None:
 
 
 def test_claude_code_carries_out_the_prompt(clauderon, repo):
-    with FakeModelAPI(CLAUDE_SCRIPT, required_key=ANTHROPIC_KEY) as api:
+    with FakeModelAPI(CLAUDE_COMMIT_SCRIPT, required_key=ANTHROPIC_KEY) as api:
         use_fake(clauderon, api)
         session = clauderon.create(repo, "--image", AGENTS_IMAGE, prompt=PROMPT)
         # The prompt arrives byte for byte, submitted with no screen in the way.
@@ -69,11 +93,7 @@ def test_claude_code_carries_out_the_prompt(clauderon, repo):
         worktree = Path(session["worktree"])
         wait_for(lambda: (worktree / "hello.txt").exists())
         assert (worktree / "hello.txt").read_text() == "hello from claude\n"
-        wait_for(
-            lambda: (
-                git("log", "--format=%s", "-1", session["branch"], cwd=repo) == "claude: add hello"
-            )
-        )
+        follows_the_commit_and_its_amend(repo, session["branch"], "claude")
         assert api.errors == []
 
         # A restarted container continues the same conversation instead of re-sending.
@@ -112,11 +132,7 @@ def test_codex_carries_out_the_prompt(clauderon, repo):
         assert PROMPT in texts
         worktree = Path(session["worktree"])
         wait_for(lambda: (worktree / "hello.txt").exists())
-        wait_for(
-            lambda: (
-                git("log", "--format=%s", "-1", session["branch"], cwd=repo) == "codex: add hello"
-            )
-        )
+        follows_the_commit_and_its_amend(repo, session["branch"], "codex")
         # Codex reports the finished turn through its notification hook.
         wait_for(lambda: clauderon.sessions()[0]["agent_status"] == "waiting_input")
         clauderon.run("stop", session["name"])

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from clauderon.agents import get_agent
 from clauderon.container import (
     CACHE_VOLUMES,
+    GitMounts,
     ProvidedAgent,
     ProxyInputs,
     SpecInputs,
@@ -35,21 +36,35 @@ def make_session(**overrides) -> Session:
     return Session(**fields)
 
 
-def build(session: Session, agent: str = "claude", provided: ProvidedAgent | None = None):
+def build(
+    session: Session,
+    agent: str = "claude",
+    provided: ProvidedAgent | None = None,
+    proxy: ProxyInputs | None = None,
+):
     paths = Paths(Path("/home/u/.clauderon"))
     inputs = SpecInputs(
         uid=1000,
         gid=1001,
-        git_common_dir=Path("/src/project/.git"),
+        git=GitMounts(
+            git_dir=Path("/home/u/.clauderon/sessions/fix-bug-a1b2/git"),
+            admin_dir=Path("/src/project/.git/worktrees/fix-bug-a1b2"),
+            container_admin=Path(
+                "/home/u/.clauderon/sessions/fix-bug-a1b2/git/worktrees/fix-bug-a1b2"
+            ),
+            objects=Path("/src/project/.git/objects"),
+            dotgit=Path("/home/u/.clauderon/sessions/fix-bug-a1b2/dotgit"),
+        ),
         git_identity={"GIT_AUTHOR_NAME": "Dev"},
         provided_agent=provided,
+        proxy=proxy,
     )
     return build_container_spec(session, get_agent(agent), paths, inputs, [])
 
 
 def test_identity_limits_and_labels():
     spec = build(make_session())
-    assert spec.name == "clauderon-fix-bug-a1b2"
+    assert spec.name == f"clauderon-fix-bug-a1b2-{Paths(Path('/home/u/.clauderon')).instance[:6]}"
     assert spec.user == "1000:1001"
     assert spec.cpu_limit == 1.5
     assert spec.memory_limit == 512 * 1024**2
@@ -62,20 +77,14 @@ def test_identity_limits_and_labels():
 
 def test_the_proxy_is_reached_through_loopback_and_the_session_socket():
     session = make_session()
-    inputs = SpecInputs(
-        uid=1000,
-        gid=1001,
-        git_common_dir=Path("/src/project/.git"),
-        git_identity={},
-        proxy=ProxyInputs(
-            18100,
-            Path("/home/u/.clauderon/proxy-ca.pem"),
-            {},
-            socket_dir=Path("/home/u/.clauderon/sessions/fix-bug-a1b2/proxy"),
-            forwarder=Path("/home/u/.clauderon/bin/clauderon-forward-abc"),
-        ),
+    proxy = ProxyInputs(
+        18100,
+        Path("/home/u/.clauderon/proxy-ca.pem"),
+        {},
+        socket_dir=Path("/home/u/.clauderon/sessions/fix-bug-a1b2/proxy"),
+        forwarder=Path("/home/u/.clauderon/bin/clauderon-forward-abc"),
     )
-    spec = build_container_spec(session, get_agent("claude"), Paths(Path("/h")), inputs, [])
+    spec = build(session, proxy=proxy)
     mounts = {m.target: m for m in spec.mounts}
     assert mounts["/run/clauderon"].read_only
     assert mounts["/run/clauderon"].source.endswith("/sessions/fix-bug-a1b2/proxy")
@@ -98,11 +107,17 @@ def test_mounts_of_the_contract():
         assert mounts[target].volume and mounts[target].source == volume
 
 
-def test_git_dir_is_mounted_with_hooks_and_config_read_only():
+def test_only_the_session_git_dir_is_writable_and_nothing_of_the_main_one():
     mounts = {m.target: m for m in build(make_session()).mounts}
-    assert not mounts["/src/project/.git"].read_only
-    assert mounts["/src/project/.git/hooks"].read_only
-    assert mounts["/src/project/.git/config"].read_only
+    session_git = "/home/u/.clauderon/sessions/fix-bug-a1b2/git"
+    assert mounts[session_git].source == session_git and not mounts[session_git].read_only
+    admin = mounts["/src/project/.git/worktrees/fix-bug-a1b2"]
+    assert admin.source == f"{session_git}/worktrees/fix-bug-a1b2" and not admin.read_only
+    assert mounts["/src/project/.git/objects"].read_only
+    dotgit = mounts["/workspace/.git"]
+    assert dotgit.read_only and dotgit.source.endswith("/sessions/fix-bug-a1b2/dotgit")
+    main = [m for m in mounts.values() if m.source.startswith("/src/project/.git")]
+    assert [m.target for m in main] == ["/src/project/.git/objects"]
 
 
 def test_environment():

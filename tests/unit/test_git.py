@@ -185,3 +185,62 @@ def test_an_undo_never_takes_a_branch_that_moved(repo, tmp_path):
     assert cgit.branch_exists(repo, "theirs")
     cgit.delete_branch(repo, "theirs", only_at=git("rev-parse", "HEAD", cwd=repo))
     assert not cgit.branch_exists(repo, "theirs")
+
+
+def test_remove_worktree_handles_read_only_directories(repo, tmp_path):
+    """Go's module cache (under HOME=/workspace) is read-only by design."""
+    wt = make_worktree(repo, tmp_path)
+    cache = wt.root / ".cache" / "go" / "mod" / "pkg@v1"
+    cache.mkdir(parents=True)
+    (cache / "go.mod").write_text("module pkg\n")
+    for path in (cache / "go.mod", cache, cache.parent):
+        path.chmod(0o444 if path.is_file() else 0o555)
+    cgit.remove_worktree(repo, wt.root, wt.git_dir, wt.common_dir)
+    assert not wt.root.exists()
+    assert not wt.git_dir.exists()
+
+
+def test_remove_worktree_never_follows_a_planted_link(repo, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    outside.chmod(0o555)
+    wt = make_worktree(repo, tmp_path)
+    (wt.root / "link").symlink_to(outside)
+    locked = wt.root / "locked"
+    locked.mkdir()
+    (locked / "f").write_text("x")
+    locked.chmod(0o555)
+    cgit.remove_worktree(repo, wt.root, wt.git_dir, wt.common_dir)
+    assert not wt.root.exists()
+    assert (outside / "keep").exists()
+    assert outside.stat().st_mode & 0o777 == 0o555
+
+
+def test_parallel_removals_in_one_repository_all_succeed(repo, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    worktrees = [make_worktree(repo, tmp_path, f"p{i}") for i in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        list(
+            pool.map(
+                lambda wt: (
+                    cgit.remove_worktree(repo, wt.root, wt.git_dir, wt.common_dir),
+                    cgit.delete_branch(repo, wt.branch),
+                ),
+                worktrees,
+            )
+        )
+    assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 1
+    assert not any(cgit.branch_exists(repo, wt.branch) for wt in worktrees)
+
+
+def test_two_saves_in_one_second_keep_both(repo, tmp_path):
+    wt = make_worktree(repo, tmp_path)
+    (wt.root / "a.txt").write_text("first\n")
+    first = wt.save_work("s1")
+    (wt.root / "a.txt").write_text("second\n")
+    second = wt.save_work("s1")
+    assert first != second
+    refs = git("for-each-ref", "--format=%(refname)", "refs/clauderon/s1/", cwd=repo).split()
+    assert sorted(refs) == sorted([first, second])

@@ -2,7 +2,7 @@
 
 A backend is synchronous (the manager calls it from worker threads) and knows nothing
 about the store or about sessions beyond the `ContainerSpec` it is given. Docker is the
-first backend; Kubernetes or a host multiplexer can follow without touching the manager.
+first backend; another (Kubernetes, a host multiplexer) implements this same protocol.
 """
 
 from __future__ import annotations

@@ -109,13 +109,17 @@ class DockerBackend:
         )
 
     def _call(self, fn, *args, **kwargs):
-        """Run an engine call, turning a lost connection into the one clear error."""
+        """Run an engine call, turning a lost connection into the one clear error. Every
+        other error (the engine answered: a container failed, a name is taken…) is left
+        for the caller to explain."""
         try:
             return fn(*args, **kwargs)
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-            if isinstance(exc, docker.errors.APIError | docker.errors.ImageNotFound):
-                raise
+        except requests.exceptions.ConnectionError as exc:
             raise self._unavailable(exc) from exc
+        except docker.errors.DockerException as exc:
+            if type(exc) is docker.errors.DockerException:  # the SDK's "cannot connect"
+                raise self._unavailable(exc) from exc
+            raise
 
     def check(self) -> None:
         self._call(self.client.ping)
@@ -396,7 +400,12 @@ class DockerBackend:
         return container.id
 
     def _container(self, name: str):
-        return self._call(self.client.containers.get, name)
+        """The container of this name, only if this home made it: another home's (or
+        anyone else's) container is never started, stopped or removed from here."""
+        container = self._call(self.client.containers.get, name)
+        if (container.labels or {}).get("clauderon.instance") != self.instance:
+            raise docker.errors.NotFound(f"{name} belongs to another clauderon home")
+        return container
 
     def start(self, name: str) -> None:
         try:
@@ -453,8 +462,9 @@ class DockerBackend:
         return result
 
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]:
+        """The output as a stream; its `close()` ends a follow from another thread."""
         container = self._container(name)
-        yield from self._call(
+        return self._call(
             container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
         )
 

@@ -28,6 +28,7 @@ from ..backends import Progress
 from ..errors import ClauderonError, InvalidInput
 from ..models import CreateSessionRequest, DeleteResult, SessionView
 from .auth import new_token, over_unix_socket
+from .blocking import blocking
 from .manager import SessionManager
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ def _error_body(exc: BaseException) -> dict[str, str]:
     return {"code": "internal", "message": f"internal error: {type(exc).__name__}: {exc}"}
 
 
+PROGRESS_BACKLOG = 256
+
+
 async def _run(
     operation: Callable[[Progress], Coroutine[Any, Any, Any]],
     stream: bool,
@@ -78,14 +82,21 @@ async def _run(
     if not stream:
         return await operation(lambda *_: None)
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    # Bounded: a slow reader (an image pull reports thousands of steps) loses the oldest
+    # progress lines, never the end of the operation.
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=PROGRESS_BACKLOG)
+
+    def offer(event: dict[str, Any]) -> None:
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(event)
 
     def progress(message: str, current: int | None = None, total: int | None = None) -> None:
         event = {"type": "progress", "message": message, "current": current, "total": total}
-        loop.call_soon_threadsafe(queue.put_nowait, event)
+        loop.call_soon_threadsafe(offer, event)
 
     task = asyncio.create_task(operation(progress))
-    task.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, {"type": "done"}))
+    task.add_done_callback(lambda _: loop.call_soon_threadsafe(offer, {"type": "done"}))
 
     async def lines() -> AsyncIterator[bytes]:
         try:
@@ -222,7 +233,7 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
 
     @app.get("/api/sessions/{name}/screen")
     async def screen(name: str) -> dict[str, Any]:
-        snapshot = (await manager.console(name)).snapshot()
+        snapshot = await blocking((await manager.console(name)).snapshot)
         snapshot["data"] = base64.b64encode(snapshot["data"]).decode()
         return snapshot
 
@@ -353,7 +364,7 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
             await ws.close(code=4404 if error.status == 404 else 4409)
             return
         queue = console.subscribe()
-        snapshot = console.snapshot()
+        snapshot = await blocking(console.snapshot)  # a big screen renders off the loop
         snapshot["data"] = base64.b64encode(snapshot["data"]).decode()
         await ws.send_json({"type": "snapshot", **snapshot})
 

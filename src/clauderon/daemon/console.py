@@ -107,6 +107,7 @@ class Console:
         self._lock = threading.Lock()
         self._viewers: set[asyncio.Queue[bytes | None]] = set()
         self.closed = asyncio.Event()
+        self.drawn = asyncio.Event()  # the agent has redrawn for this attachment
         self.last_output = time.monotonic()
         self._reader = threading.Thread(target=self._read, name=f"console-{name}", daemon=True)
         self._reader.start()
@@ -185,12 +186,20 @@ class Console:
         to redraw (until its output pauses), so the snapshot is drawn at that size."""
         if (rows, cols) == (self.rows, self.cols):
             return
+        asked = time.monotonic()
         await self.resize(rows, cols)
-        deadline = time.monotonic() + REDRAW_LIMIT
+        await self.redrawn(asked)
+
+    async def redrawn(self, asked: float) -> None:
+        """Wait until the agent has redrawn since `asked` (a resize) and its output has
+        paused, at most REDRAW_LIMIT: a snapshot taken before the redraw starts is blank
+        or half-drawn."""
+        deadline = asked + REDRAW_LIMIT
         while time.monotonic() < deadline:
-            await asyncio.sleep(REDRAW_QUIET / 2)
-            if time.monotonic() - self.last_output >= REDRAW_QUIET:
-                break
+            await asyncio.sleep(REDRAW_QUIET / 4)
+            now = time.monotonic()
+            if self.last_output > asked and now - self.last_output >= REDRAW_QUIET:
+                return
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -210,6 +219,7 @@ class ConsoleManager:
         async with self._lock:
             console = self._consoles.get(name)
             if console is not None and not console.closed.is_set():
+                await console.drawn.wait()
                 return console
             sock = await blocking(self.backend.attach, container)
             console = Console(
@@ -222,10 +232,17 @@ class ConsoleManager:
                 DEFAULT_COLS,
             )
             self._consoles[name] = console
-            # A new attachment has no screen yet: a size change makes the agent redraw.
-            await console.resize(DEFAULT_ROWS, DEFAULT_COLS - 1)
-            await console.resize(DEFAULT_ROWS, DEFAULT_COLS)
-            return console
+        # A new attachment has no screen yet: a size change makes the agent redraw. Two
+        # changes in a row can reach the agent as none (it sees the size it had), so each
+        # waits for its redraw. (Outside the lock: other sessions' consoles need not wait.)
+        try:
+            for cols in (DEFAULT_COLS - 1, DEFAULT_COLS):
+                asked = time.monotonic()
+                await console.resize(DEFAULT_ROWS, cols)
+                await console.redrawn(asked)
+        finally:
+            console.drawn.set()
+        return console
 
     def forget(self, name: str) -> None:
         console = self._consoles.pop(name, None)

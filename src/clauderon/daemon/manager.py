@@ -26,6 +26,7 @@ from ..agents.provision import ensure_agent
 from ..backends import Backend, ContainerStatus, Progress
 from ..container import (
     RESERVED_ENV_PREFIX,
+    GitMounts,
     ProvidedAgent,
     ProxyInputs,
     SpecInputs,
@@ -43,6 +44,7 @@ from ..errors import (
     session_not_found,
 )
 from ..forwarder import ensure_forwarder
+from ..gitsync import GitSync, SyncResult, SyncState, extra_alternates, unsaved_agent_branches
 from ..limits import parse_cpu_limit, parse_memory_limit
 from ..models import (
     CREDENTIAL_PLACEHOLDER,
@@ -64,7 +66,7 @@ from ..naming import generate_name, validate_name
 from ..paths import Paths
 from ..proxy.server import CredentialProxy
 from ..store import Store
-from .blocking import blocking
+from .blocking import blocking, iterate_in_thread
 from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
@@ -76,6 +78,8 @@ MAX_PROMPT_BYTES = 100_000  # an argv string is capped at 128 KiB by the kernel
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 CREATE_STEPS = 5
+# How often the agent's commits are brought to the host (tests may slow it down).
+SYNC_INTERVAL = float(os.environ.get("CLAUDERON_SYNC_INTERVAL", "1.0"))
 # Delays before each attempt to recreate a missing container, then the daemon gives up.
 RECONCILE_BACKOFF = (30.0, 120.0, 300.0)
 WORKTREE_MISSING = (
@@ -88,6 +92,31 @@ def reconcile_due(attempts: int, last: datetime, now: datetime) -> bool:
     if attempts >= len(RECONCILE_BACKOFF):
         return False
     return (now - last).total_seconds() >= RECONCILE_BACKOFF[attempts]
+
+
+class NamedLocks:
+    """One asyncio lock per session name, held only while someone uses it (a dict of
+    every name ever asked for would grow without bound)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def busy(self, name: str) -> bool:
+        return name in self._entries
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, name: str) -> AsyncIterator[None]:
+        lock, users = self._entries.get(name, (asyncio.Lock(), 0))
+        self._entries[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._entries[name]
+            if users == 1:
+                del self._entries[name]
+            else:
+                self._entries[name] = (lock, users - 1)
 
 
 class Rollback:
@@ -127,24 +156,30 @@ class SessionManager:
         self.directory = directory
         self.ca_cert = ca_cert
         self._proxy_lock = asyncio.Lock()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._lock = NamedLocks()
         self._creations: dict[str, asyncio.Task[Session]] = {}
         self.uid, self.gid = os.getuid(), os.getgid()
         (paths.home / "gitignore").write_text(git.AGENT_HOME_EXCLUDES)
         install_report_script(paths.hooks)
         self.consoles = ConsoleManager(backend)
+        self.gitsync = GitSync(paths.sessions, store)
+        self._sync_task: asyncio.Task[None] | None = None
         directory.on_report = self._on_agent_report
         directory.on_model_calls = self._on_model_calls
 
     # --- helpers --------------------------------------------------------------------
 
-    def _lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name, asyncio.Lock())
-
     def _get(self, name: str) -> Session:
         session = self.store.get_session(name)
         if session is None:
             raise session_not_found(name)
+        return session
+
+    def _get_to_change(self, name: str) -> Session:
+        """The record, read again under the session's lock, once the store is known to
+        take the change: nothing acts on a container or a worktree that it cannot record."""
+        session = self._get(name)
+        self.store.check_writable()
         return session
 
     def _save(self, session: Session, event: str | None = None, **payload: Any) -> Session:
@@ -186,7 +221,8 @@ class SessionManager:
             return
         previous = session.agent_status
         session.agent_status, session.agent_status_at = status, utcnow()
-        self.store.save_session(session)
+        # Only these fields: a whole-record save would race with an operation in progress.
+        self.store.update_live_fields(session)
         if status != previous:
             self.store.add_event(session, "agent_status", {"agent_status": status.value})
             self._publish(
@@ -301,7 +337,7 @@ class SessionManager:
                 f"unknown access mode {mode!r}: use read-write or read-only"
             ) from None
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             session.access_mode = access_mode
             self.directory.update(session)  # applies to the next request
             return self._save(session, "access_mode_changed", access_mode=access_mode.value)
@@ -314,16 +350,34 @@ class SessionManager:
             Path(session.git_common_dir) if session.git_common_dir else None,
         )
 
+    def _container_name(self, session: Session) -> str:
+        """The session's container: the recorded one (older sessions keep their name), or
+        the name this home gives it."""
+        return session.container or container_name(session.name, self.paths.instance)
+
     def _labels(self) -> dict[str, str]:
         return {"clauderon.managed": "true", "clauderon.instance": self.paths.instance}
 
     # --- reading --------------------------------------------------------------------
 
-    def view(self, session: Session, containers: dict[str, ContainerStatus] | None) -> SessionView:
+    def view(
+        self,
+        session: Session,
+        containers: dict[str, ContainerStatus] | None,
+        sync: SyncState | None = None,
+    ) -> SessionView:
         status = None
         if containers is not None and session.container:
             status = containers.get(session.container)
         view = SessionView(**session.model_dump())
+        if sync is not None:
+            view.agent_branches = sorted(sync.agent)
+            view.warnings += [
+                f"both you and the agent moved branch {session.branch} at {c['at']}: the "
+                f"agent's tip won; yours is kept as {c['ref']} (merge it: "
+                f"git merge {c['ref']})"
+                for c in sync.conflicts
+            ]
         if containers is None:
             view.container_state = "unknown"
         elif session.container:
@@ -361,15 +415,16 @@ class SessionManager:
 
     async def list(self, include_archived: bool = False) -> list[SessionView]:
         containers = await self._containers()
+        syncs = self._sync_views()
         return [
-            self.view(s, containers)
+            self.view(s, containers, syncs.get(s.id))
             for s in self.store.list_sessions()
             if include_archived or s.status != SessionStatus.ARCHIVED
         ]
 
     async def get(self, name: str) -> SessionView:
         session = self._get(name)
-        return self.view(session, await self._containers())
+        return self.view(session, await self._containers(), self.gitsync.state(session.id))
 
     # --- create ---------------------------------------------------------------------
 
@@ -570,12 +625,13 @@ class SessionManager:
                 undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
-                (repo.common_dir / "hooks").mkdir(exist_ok=True)  # bound read-only inside
+                # The session's own git dir and mirror (removed with session_dir).
+                await blocking(self.gitsync.prepare, session, session.base_commit)
                 self._save(session)
 
-                report(f"Starting container {container_name(session.name)}")
-                session.container = container_name(session.name)
-                undo.add("container", lambda: self.backend.remove(container_name(session.name)))
+                report(f"Starting container {self._container_name(session)}")
+                session.container = self._container_name(session)
+                undo.add("container", lambda: self.backend.remove(self._container_name(session)))
                 await self._start_container(session, agent, provided)
 
                 report("Session running")
@@ -624,10 +680,20 @@ class SessionManager:
     ) -> None:
         session_dir = self.paths.session_dir(session.name)
         agent_mounts = await blocking(agent.write_settings, session, session_dir, self.paths.home)
+        # A session made before per-session git dirs moves to one here (its container is
+        # gone by now).
+        lay = await blocking(self.gitsync.ensure, session)
         inputs = SpecInputs(
             uid=self.uid,
             gid=self.gid,
-            git_common_dir=Path(session.git_common_dir),
+            git=GitMounts(
+                git_dir=lay.git_dir,
+                admin_dir=lay.admin_dir,
+                container_admin=lay.container_admin,
+                objects=lay.common_dir / "objects",
+                dotgit=lay.dotgit,
+                alternates=tuple(extra_alternates(lay.common_dir)),
+            ),
             git_identity=await blocking(git_identity, Path(session.repo), session.name),
             provided_agent=provided,
             proxy=ProxyInputs(
@@ -663,10 +729,9 @@ class SessionManager:
                 code="worktree_missing",
                 status=409,
             )
-        name = container_name(session.name)
         self.consoles.forget(session.name)
-        await blocking(self.backend.remove, name)
-        session.container = name
+        await blocking(self.backend.remove, self._container_name(session))
+        session.container = container_name(session.name, self.paths.instance)
         await self._start_container(session, agent, provided)
         return warning
 
@@ -678,7 +743,7 @@ class SessionManager:
 
     async def stop(self, name: str) -> Session:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             self._require(session, SessionStatus.RUNNING, SessionStatus.STOPPED)
             if session.container:
                 await blocking(self.backend.stop, session.container)
@@ -688,7 +753,7 @@ class SessionManager:
 
     async def start(self, name: str, progress: Progress) -> Session:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             self._require(
                 session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
             )
@@ -706,10 +771,11 @@ class SessionManager:
 
     async def archive(self, name: str) -> Session:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             self._require(
                 session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
             )
+            await self._sync_locked(session, force=True)  # its last commits, first
             if session.container:
                 await blocking(self.backend.remove, session.container)
             self.consoles.forget(name)
@@ -719,20 +785,20 @@ class SessionManager:
 
     async def unarchive(self, name: str, progress: Progress) -> Session:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             self._require(session, SessionStatus.ARCHIVED)
             try:
                 await self._recreate(session, progress)
             except BaseException:
                 session.container = None
-                await blocking(self.backend.remove, container_name(session.name))
+                await blocking(self.backend.remove, self._container_name(session))
                 raise
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running")
 
     async def refresh(self, name: str, progress: Progress) -> tuple[Session, str | None]:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             if session.status == SessionStatus.ARCHIVED:
                 raise Conflict(f"session {name!r} is archived: `clauderon unarchive {name}` first")
             self._require(
@@ -749,15 +815,33 @@ class SessionManager:
 
     async def delete(self, name: str, force: bool) -> DeleteResult:
         async with self._lock(name):
-            session = self._get(name)
+            session = self._get_to_change(name)
             if session.status == SessionStatus.CREATING:
                 raise Conflict(f"session {name!r} is still being created")
-            saved_ref = await blocking(self._secure_work, session, force)
+            if not force:  # refuse before touching the agent
+                await self._sync_locked(session, force=True)
+                await blocking(self._secure_work, session, False)
+            # Stop the agent before the last sync, check and save: a commit it made after
+            # them would be lost with its git dir and worktree.
+            was_running = False
+            if session.container:
+                status = await blocking(self.backend.inspect, session.container)
+                was_running = status is not None and status.state == "running"
+                await blocking(self.backend.stop, session.container)
+            await self._sync_locked(session, force=True)  # the agent's last commits first
+            try:
+                saved_ref, kept = await blocking(self._secure_work, session, force)
+            except WouldLoseWork:  # the agent made work in between: leave it running
+                if was_running and session.container:
+                    await blocking(self.backend.start, session.container)
+                raise
             session.status = SessionStatus.DELETING
             self._save(session, "session_deleting")
             self.consoles.forget(name)
             try:
-                await blocking(self.backend.remove, container_name(session.name))
+                await blocking(self.backend.remove, self._container_name(session))
+                late_ref, late_kept = await self._save_late_work(session)
+                saved_ref, kept = saved_ref or late_ref, sorted({*kept, *late_kept})
                 await blocking(self._remove_files, session)
             except Exception as exc:
                 session.status, session.error = SessionStatus.FAILED, f"delete failed: {exc}"
@@ -771,46 +855,67 @@ class SessionManager:
             hint = None
             if saved_ref:
                 hint = f"git -C {session.repo} branch {session.name}-restored {saved_ref}"
-            return DeleteResult(name=session.name, saved_ref=saved_ref, restore_hint=hint)
+            return DeleteResult(
+                name=session.name, saved_ref=saved_ref, restore_hint=hint, agent_branches=kept
+            )
 
-    def _secure_work(self, session: Session, force: bool) -> str | None:
-        """Refuse to lose work; with force, save it under refs/clauderon/<name>/ first."""
+    async def _save_late_work(self, session: Session) -> tuple[str | None, list[str]]:
+        """With the container gone, one last sync: what the agent committed after the work
+        check is saved too, never dropped with its git dir."""
+        late = await self._sync_locked(session, force=True)
+        if late is None or not (late.tip or late.agent_branches is not None):
+            return None, []
+        return await blocking(self._secure_work, session, True)
+
+    def _secure_work(self, session: Session, force: bool) -> tuple[str | None, list[str]]:
+        """Refuse to lose work; with force, save it under refs/clauderon/<name>/ first.
+        Returns the saved ref and the agent's branches kept under
+        refs/clauderon/<name>/branches/ (those with commits on no user branch)."""
         repo = Path(session.repo)
         if not (repo.is_dir() and Path(session.git_common_dir).is_dir()):
-            return None  # the repository itself is gone: there is nothing left to save
+            return None, []  # the repository itself is gone: there is nothing left to save
         worktree = self._worktree(session)
         if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
             changed = worktree.changed_files()
             commits = worktree.unique_commits()
         else:
             changed, commits = [], git.unique_branch_commits(repo, session.branch)
-        if not changed and not commits:
-            return None
-        if not force:
+        state = self.gitsync.state(session.id)
+        lay = self.gitsync.layout(session)
+        branches = unsaved_agent_branches(lay, state.agent) if state else []
+        if not force and (changed or commits or branches):
             parts = []
             if changed:
                 shown = ", ".join(changed[:3]) + (", …" if len(changed) > 3 else "")
                 parts.append(f"{len(changed)} uncommitted file(s) ({shown})")
             if commits:
                 parts.append(f"{len(commits)} commit(s) on no other branch")
+            if branches:
+                shown = ", ".join(branches[:3]) + (", …" if len(branches) > 3 else "")
+                parts.append(f"{len(branches)} branch(es) of the agent ({shown})")
             raise WouldLoseWork(
                 f"session {session.name!r} has {' and '.join(parts)}: merge or push them, or "
                 f"`clauderon delete --force {session.name}` to save them under "
                 f"refs/clauderon/{session.name}/ and delete"
             )
+        if state:  # agent branches with nothing of their own are not kept
+            for name in set(state.agent) - set(branches):
+                lay.git(["update-ref", "-d", f"refs/clauderon/{session.name}/branches/{name}"])
+        if not changed and not commits:
+            return None, branches
         if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
-            return worktree.save_work(session.name)
-        return git.save_branch(repo, session.branch, session.name)
+            return worktree.save_work(session.name), branches
+        return git.save_branch(repo, session.branch, session.name), branches
 
     def _remove_files(self, session: Session) -> None:
         repo = Path(session.repo)
         if repo.is_dir():
             self._remove_worktree(session)
             git.delete_branch(repo, session.branch)
-        elif Path(session.worktree).exists():
-            shutil.rmtree(session.worktree)
-        shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
-        shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
+        else:
+            git.remove_tree(Path(session.worktree))
+        git.remove_tree(self.paths.session_dir(session.name))
+        git.remove_tree(self.paths.uploads / session.id)
 
     # --- consoles -------------------------------------------------------------------
 
@@ -869,18 +974,16 @@ class SessionManager:
         if await blocking(self.backend.inspect, session.container) is None:
             raise Conflict(f"the container of {name!r} is missing")
         iterator = await blocking(self.backend.logs, session.container, follow, tail)
-        sentinel = object()
-        while True:
-            chunk = await asyncio.to_thread(next, iterator, sentinel)
-            if chunk is sentinel:
-                return
-            yield chunk  # type: ignore[misc]
+        async for chunk in iterate_in_thread(iterator):
+            yield chunk
 
     # --- caches and reconcile ---------------------------------------------------------
 
     async def cache_report(self) -> list[dict[str, Any]]:
         volumes = await blocking(self.backend.cache_volumes, list(cache_volumes(self.uid)))
-        sessions_by_container = {container_name(s.name): s.name for s in self.store.list_sessions()}
+        sessions_by_container = {
+            self._container_name(s): s.name for s in self.store.list_sessions()
+        }
         return [
             {
                 "name": v.name,
@@ -926,6 +1029,7 @@ class SessionManager:
         visible error. Worktrees are never deleted here."""
         report: dict[str, list[Any]] = {
             "recreated": [],
+            "restarted": [],
             "failed": [],
             "gave_up": [],
             "adopted": [],
@@ -939,38 +1043,17 @@ class SessionManager:
         sessions = self.store.list_sessions()
         by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
         owned = set()
-        for session in sessions:
-            found = by_id.get(session.id)
+        for snapshot in sessions:
+            found = by_id.get(snapshot.id)
             if found is not None:
                 owned.add(found.name)
-            if session.status == SessionStatus.CREATING and session.name not in self._locks_held():
-                # A creation that never finished (the daemon died): undo it.
-                await self._rollback_stale_creation(session)
-                report["rolled_back"].append(session.name)
-                continue
-            if session.name in self._locks_held():
+            if self._lock.busy(snapshot.name):
                 continue  # an operation is under way on it
-            if not Path(session.worktree).is_dir():
-                if session.error != WORKTREE_MISSING:
-                    session.error = WORKTREE_MISSING
-                    self._save(session, "worktree_missing")
-                report["missing_worktrees"].append(session.name)
-                continue
-            if found is not None and session.status in (
-                SessionStatus.RUNNING,
-                SessionStatus.STOPPED,
-            ):
-                if session.container != found.name or (
-                    session.status == SessionStatus.STOPPED and found.state == "running"
-                ):  # its container lives on: take it back
-                    session.container = found.name
-                    if found.state == "running":
-                        session.status = SessionStatus.RUNNING
-                    self._save(session, "session_adopted")
-                    report["adopted"].append(session.name)
-                continue
-            if session.status == SessionStatus.RUNNING and found is None:
-                await self._recover(session, progress, manual, report)
+            async with self._lock(snapshot.name):  # lock, read again, change, save
+                session = self.store.get_session(snapshot.name)
+                if session is None or session.id != snapshot.id:
+                    continue  # deleted (or replaced) since the snapshot
+                await self._reconcile_one(session, found, progress, manual, report)
         for name in containers:
             if name not in owned:
                 report["orphan_containers"].append(name)
@@ -984,25 +1067,80 @@ class SessionManager:
             )
         return report
 
-    async def _recover(
-        self, session: Session, progress: Progress, manual: bool, report: dict[str, list[Any]]
+    async def _reconcile_one(
+        self,
+        session: Session,
+        found: ContainerStatus | None,
+        progress: Progress,
+        manual: bool,
+        report: dict[str, list[Any]],
     ) -> None:
-        """Recreate the missing container of a session that should run."""
+        """One session's reconcile decision (its lock held, its record fresh)."""
+        if session.status == SessionStatus.CREATING:
+            # Not locked, so no creation of this daemon: one that never finished (the
+            # daemon died). Undo it.
+            await self._rollback_stale_creation(session)
+            report["rolled_back"].append(session.name)
+            return
+        if not Path(session.worktree).is_dir():
+            if session.error != WORKTREE_MISSING:
+                session.error = WORKTREE_MISSING
+                self._save(session, "worktree_missing")
+            report["missing_worktrees"].append(session.name)
+            return
+        if (
+            found is not None
+            and session.status == SessionStatus.RUNNING
+            and found.state in ("exited", "dead", "created")
+            and not session.print_mode
+            and session.container == found.name
+        ):  # the agent died unasked (`docker kill`, OOM): the engine will not restart it
+            await self._recover(session, progress, manual, report, restart=True)
+            return
+        if found is not None and session.status in (
+            SessionStatus.RUNNING,
+            SessionStatus.STOPPED,
+        ):
+            if session.container != found.name or (
+                session.status == SessionStatus.STOPPED and found.state == "running"
+            ):  # its container lives on: take it back
+                session.container = found.name
+                if found.state == "running":
+                    session.status = SessionStatus.RUNNING
+                self._save(session, "session_adopted")
+                report["adopted"].append(session.name)
+            return
+        if session.status == SessionStatus.RUNNING and found is None:
+            await self._recover(session, progress, manual, report)
+
+    async def _recover(
+        self,
+        session: Session,
+        progress: Progress,
+        manual: bool,
+        report: dict[str, list[Any]],
+        restart: bool = False,
+    ) -> None:
+        """Recreate the missing container of a session that should run (or, with
+        `restart`, start its dead one again), with the same backoff either way. The
+        caller holds the session's lock."""
         now = utcnow()
         if not manual:
             if session.last_reconcile_at is None:
                 session.last_reconcile_at = now  # first seen missing: the clock starts
-                self.store.save_session(session)
+                self._save(session)
                 return
             if not reconcile_due(session.reconcile_attempts, session.last_reconcile_at, now):
                 return
         try:
-            async with self._lock(session.name):
+            if restart and session.container:
+                await blocking(self.backend.start, session.container)
+            else:
                 await self._recreate(session, progress)
-                session.reconcile_attempts, session.last_reconcile_at = 0, None
-                session.error = None
-                self._save(session, "session_recreated")
-            report["recreated"].append(session.name)
+            session.reconcile_attempts, session.last_reconcile_at = 0, None
+            session.error = None
+            self._save(session, "session_restarted" if restart else "session_recreated")
+            report["restarted" if restart else "recreated"].append(session.name)
         except ClauderonError as exc:
             session.reconcile_attempts += 1
             session.last_reconcile_at = now
@@ -1041,20 +1179,92 @@ class SessionManager:
             except Exception:
                 log.exception("reconcile failed")
 
+    # --- git sync (gitsync.py) ---------------------------------------------------------
+
+    async def sync(self, name: str) -> SyncResult | None:
+        """Bring a session's branch up to date on the host now: what a command that reads
+        the branch (diff, merge…) calls first."""
+        async with self._lock(name):
+            return await self._sync_locked(self._get(name), force=True)
+
+    async def _sync_locked(self, session: Session, force: bool = False) -> SyncResult | None:
+        try:
+            result = await blocking(self.gitsync.sync, session, force)
+        except Exception:  # a broken repository must not stop the loop or a delete
+            log.exception("git sync of %s failed", session.name)
+            return None
+        if result is not None:
+            self._publish_sync(session, result)
+        return result
+
+    def _publish_sync(self, session: Session, result: SyncResult) -> None:
+        base = {"session": session.name, "branch": session.branch}
+        if result.tip or result.written_back:
+            self.events.publish(
+                {
+                    "type": "branch_updated",
+                    **base,
+                    "tip": result.tip or result.written_back,
+                    "from": "agent" if result.tip else "host",
+                    "saved": result.saved,
+                }
+            )
+        if result.conflict:
+            self.store.add_event(session, "branch_conflict", result.conflict)
+            self.events.publish({"type": "branch_conflict", **base, **result.conflict})
+        if result.agent_branches is not None:
+            self.events.publish(
+                {"type": "agent_branches", **base, "agent_branches": sorted(result.agent_branches)}
+            )
+
+    async def sync_forever(self, interval: float) -> None:
+        """Every `interval` seconds, each session with a container: cheap when nothing
+        changed; a session busy with an operation is left for the next round."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                sessions = [
+                    s
+                    for s in self.store.list_sessions()
+                    if s.container
+                    and s.status not in (SessionStatus.CREATING, SessionStatus.DELETING)
+                ]
+                await asyncio.gather(*(self._sync_if_free(s) for s in sessions))
+            except Exception:
+                log.exception("git sync round failed")
+
+    async def _sync_if_free(self, session: Session) -> None:
+        if self._lock.busy(session.name):
+            return
+        async with self._lock(session.name):
+            fresh = self.store.get_session(session.name)
+            if fresh is not None and fresh.id == session.id and fresh.container:
+                await self._sync_locked(fresh)
+
+    def _sync_views(self) -> dict[str, SyncState]:
+        return {sid: SyncState.from_row(*row) for sid, row in self.store.list_git_sync().items()}
+
     async def startup(self) -> None:
         """Finish what a previous daemon left half done (it died or was killed), and bring
         the proxy up for the sessions that run."""
+        if self._sync_task is None:
+            self._sync_task = asyncio.create_task(self.sync_forever(SYNC_INTERVAL))
         for session in self.store.list_sessions():
             self.directory.register(session)
-            if session.status == SessionStatus.CREATING:
-                log.info("rolling back unfinished creation of %s", session.name)
-                await self._rollback_stale_creation(session)
-            elif session.status == SessionStatus.DELETING:
-                # Its work was secured before it was marked deleting: finish the delete.
-                log.info("finishing interrupted delete of %s", session.name)
-                await blocking(self.backend.remove, container_name(session.name))
-                await blocking(self._remove_files, session)
-                self.store.delete_session(session.id)
+            try:
+                if session.status == SessionStatus.CREATING:
+                    log.info("rolling back unfinished creation of %s", session.name)
+                    await self._rollback_stale_creation(session)
+                elif session.status == SessionStatus.DELETING:
+                    await self._finish_delete(session)
+            except Exception as exc:  # one session's trouble never keeps the daemon down
+                log.exception("could not finish what was under way on %s", session.name)
+                session.status = SessionStatus.FAILED
+                session.error = (
+                    f"an interrupted operation could not be finished ({exc}); run "
+                    f"`clauderon delete --force {session.name}` again"
+                )
+                self._save(session, "session_failed", error=session.error)
         await self.ensure_proxy()
         for session in self.store.list_sessions():  # each session's socket, made again
             if session.proxy_token and session.status != SessionStatus.ARCHIVED:
@@ -1064,18 +1274,29 @@ class SessionManager:
                     log.warning("no proxy socket for %s: %s", session.name, exc)
         await self._migrate_legacy_containers()
 
-    def _locks_held(self) -> set[str]:
-        return {name for name, lock in self._locks.items() if lock.locked()}
+    async def _finish_delete(self, session: Session) -> None:
+        """A delete the previous daemon did not finish. Its work was secured before it was
+        marked deleting, but the agent may have committed since: stop it and save again."""
+        log.info("finishing interrupted delete of %s", session.name)
+        name = self._container_name(session)
+        await blocking(self.backend.stop, name)
+        await self._sync_locked(session, force=True)
+        await blocking(self._secure_work, session, True)
+        await blocking(self.backend.remove, name)
+        await self._save_late_work(session)
+        await blocking(self._remove_files, session)
+        self.store.delete_session(session.id)
 
     async def _rollback_stale_creation(self, session: Session) -> None:
-        await blocking(self.backend.remove, container_name(session.name))
+        await blocking(self.backend.remove, self._container_name(session))
         repo = Path(session.repo)
         if repo.is_dir():
             await blocking(self._remove_worktree, session)
             await blocking(git.delete_branch, repo, session.branch, session.base_commit)
-        shutil.rmtree(self.paths.session_dir(session.name), ignore_errors=True)
-        shutil.rmtree(self.paths.uploads / session.id, ignore_errors=True)
+        git.remove_tree(self.paths.session_dir(session.name))
+        git.remove_tree(self.paths.uploads / session.id)
         self.store.delete_session(session.id)
+        self.directory.unregister(session)
 
 
 def git_identity(repo: Path, session_name: str) -> dict[str, str]:
