@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakeapi import FakeModelAPI, Text, ToolCall
 
-from .conftest import agent_running, exec_in, git, wait_for
+from .conftest import AGENTS_IMAGE, NOTHING_LEFT, agent_running, exec_in, git, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.agent]
 
@@ -74,3 +74,14 @@ def test_the_readme_first_command_end_to_end(clauderon, repo):
     assert clauderon.containers() == []
     assert session["name"] not in git("branch", "--format=%(refname:short)", cwd=repo).split()
     assert not_owned(clauderon.home, os.getuid()) == []
+
+
+def test_without_a_compiler_create_refuses_with_the_fix(clauderon, repo):
+    clauderon.configure("", CC=str(clauderon.home / "no-such-cc"))
+    result = clauderon.run(
+        "create", "--repo", str(repo), "--prompt", "x", "--image", AGENTS_IMAGE, check=False
+    )
+    assert result.code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "sudo apt-get install gcc libc6-dev" in lines[0], lines
+    assert clauderon.leftovers(repo) == NOTHING_LEFT
