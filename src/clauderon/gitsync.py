@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .git import GitError, run_git
+from .git import REPO_LOCK, GitError, run_git
 
 log = logging.getLogger(__name__)
 
@@ -844,6 +844,11 @@ class GitSync:
 
 
 def _update_refs(lay: SessionGit, lines: list[str]) -> bool:
+    with REPO_LOCK:  # with clauderon's other changes to the repository (deletes, saves)
+        return _update_refs_locked(lay, lines)
+
+
+def _update_refs_locked(lay: SessionGit, lines: list[str]) -> bool:
     proc = subprocess.run(
         [
             "git",

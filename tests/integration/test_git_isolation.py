@@ -286,7 +286,8 @@ def test_agent_branches_count_as_work(rig):
     idea = out.strip()
     listed = wait_for(
         lambda: next(
-            s for s in clauderon.sessions() if s["name"] == "brancher" and s["agent_branches"]
+            (s for s in clauderon.sessions() if s["name"] == "brancher" and s["agent_branches"]),
+            None,
         )
     )
     assert listed["agent_branches"] == ["idea"]

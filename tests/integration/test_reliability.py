@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 
@@ -197,7 +198,15 @@ def test_clients_following_logs_never_starve_the_daemon(clauderon, repo):
     """Each `logs -f` used to hold one of the few threads every engine and git call
     shares: with more followers than threads, every other command hung."""
     clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "followed", *QUIET)
-    followers = [clauderon.spawn("logs", "-f", "followed") for _ in range(10)]
+    followers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "clauderon", "logs", "-f", "followed"],
+            env=clauderon.env,
+            stdout=subprocess.DEVNULL,  # the agent's terminal output: bytes, not text
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(10)
+    ]
     try:
         wait_for(
             lambda: len(list((clauderon.home / "logs").glob("*"))) > 0, timeout=10
@@ -209,7 +218,7 @@ def test_clients_following_logs_never_starve_the_daemon(clauderon, repo):
     finally:
         for proc in followers:
             proc.kill()
-            proc.communicate(timeout=30)
+            proc.wait(timeout=30)
 
 
 @pytest.mark.agent
