@@ -10,10 +10,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 prefix=${CLAUDERON_PREFIX:-$HOME/.local/share/clauderon}
 log() { printf '[install] %s\n' "$*" >&2; }
 
-if [ "$(id -u)" = 0 ]; then sudo=(); else
-  command -v sudo >/dev/null || { log "run as root, or install sudo"; exit 1; }
-  sudo=(sudo)
-fi
+# Root steps go through sudo, and only when something is missing.
+if [ "$(id -u)" = 0 ]; then sudo=(); else sudo=(sudo); fi
+need_sudo() { [ "${#sudo[@]}" = 0 ] || command -v sudo >/dev/null || { log "this step needs root: run as root, or install sudo"; exit 1; }; }
 python=$(command -v /usr/bin/python3 || command -v python3)
 
 missing=()
@@ -24,14 +23,16 @@ echo 'int main(void){return 0;}' | cc -static -x c -o /dev/null - >/dev/null 2>&
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
+  need_sudo
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-docker info >/dev/null 2>&1 || "${sudo[@]}" "$here/setup-docker.sh"
+docker info >/dev/null 2>&1 || { need_sudo; "${sudo[@]}" "$here/setup-docker.sh"; }
 relogin=0
 if [ "$(id -u)" != 0 ] && ! id -nG | tr ' ' '\n' | grep -qx docker; then
   log "adding $(id -un) to the docker group"
+  need_sudo
   "${sudo[@]}" usermod -aG docker "$(id -un)"
   relogin=1
 fi
@@ -47,7 +48,10 @@ if [ -w /usr/local/bin ]; then bindir=/usr/local/bin; else bindir=$HOME/.local/b
 mkdir -p "$bindir"
 ln -sf "$prefix/venv/bin/clauderon" "$bindir/clauderon"
 case ":$PATH:" in *":$bindir:"*) ;; *) log "add $bindir to your PATH" ;; esac
-"${sudo[@]}" "$here/build-images.sh" --base-only
+if ! docker image inspect clauderon-base:bookworm >/dev/null 2>&1; then
+  need_sudo
+  "${sudo[@]}" "$here/build-images.sh" --base-only  # debootstrap needs root
+fi
 log "clauderon $("$bindir/clauderon" --version | cut -d' ' -f2) is installed in $bindir. Check with: clauderon doctor"
 if [ "$relogin" = 1 ]; then
   log "you were added to the docker group: log out and back in (or run \`newgrp docker\`) once"
