@@ -58,8 +58,8 @@ def test_the_readme_first_command_end_to_end(clauderon, repo):
     code, out = exec_in(
         container,
         "for p in /proc/[0-9]*; do "
-        '  if tr "\\0" " " < $p/cmdline 2>/dev/null | grep -q "^/opt/clauderon/forward"; then '
-        "    echo ${p#/proc/}; fi; done",
+        '  if tr "\\0" " " 2>/dev/null < $p/cmdline | grep -q "^/opt/clauderon/forward"; then '
+        "    echo ${p#/proc/}; fi; done 2>/dev/null",
     )
     pids = out.split()
     assert len(pids) == 2, out  # supervisor and worker

@@ -240,14 +240,15 @@ def test_clean_cache(clauderon, repo, docker_client):
     removed = clauderon.run("clean-cache", "--force").stdout
     # The volumes are shared by every home on the machine: another's container may hold
     # one. Either it went, or it was kept for a container that is not this session's.
-    line = next(x for x in removed.splitlines() if "clauderon-sccache" in x)
+    sccache = "clauderon-sccache" + ("" if os.getuid() == 0 else f"-{os.getuid()}")
+    line = next(x for x in removed.splitlines() if f"{sccache} " in f"{x} ")
     assert line.startswith("Removed") or (
         line.startswith("Kept") and session["container"] not in line and "container" in line
     ), removed
     holders = {
         c.name
         for c in docker_client.containers.list(all=True)
-        if any(m.get("Name") == "clauderon-sccache" for m in c.attrs.get("Mounts", []))
+        if any(m.get("Name") == sccache for m in c.attrs.get("Mounts", []))
     }
     assert bool(holders) == line.startswith("Kept")
 
