@@ -715,10 +715,14 @@ def _print_reconcile(report: dict[str, Any]) -> None:
 @app.command()
 def doctor() -> None:
     """Check that everything clauderon needs is in place, and say how to fix what is not."""
-    from .doctor import run_checks
+    from .doctor import Check, run_checks
 
+    try:
+        checks = run_checks()
+    except Exception as exc:  # never a traceback: say what could not run
+        checks = [Check("doctor", False, f"could not run ({type(exc).__name__}: {exc})", "")]
     failed = 0
-    for check in run_checks():
+    for check in checks:
         mark = "ok  " if check.ok else ("warn" if check.warning else "FAIL")
         typer.echo(f"[{mark}] {check.name}: {check.detail}")
         if not check.ok:
