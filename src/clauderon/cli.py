@@ -536,6 +536,14 @@ def _print_reconcile(report: dict[str, Any]) -> None:
 
 
 @app.command()
+def tui() -> None:
+    """Open the terminal dashboard (also what `clauderon` alone does on a terminal)."""
+    from .tui import run
+
+    raise typer.Exit(run())
+
+
+@app.command()
 def doctor() -> None:
     """Check that everything clauderon needs is in place, and say how to fix what is not."""
     from .doctor import run_checks
@@ -619,6 +627,8 @@ def main_options(
 
 def main() -> None:
     """Entry point: every error ends as one line on stderr and a non-zero exit."""
+    if len(sys.argv) == 1 and sys.stdin.isatty() and sys.stdout.isatty():
+        sys.argv.append("tui")  # `clauderon` alone on a terminal opens the dashboard
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
         code = app(standalone_mode=False, prog_name="clauderon")
