@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from clauderon.errors import ClauderonError
+
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
@@ -98,6 +100,15 @@ class FixedDaemon:
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         self.calls.append((method, path))
+        if method == "DELETE" and not kwargs.get("params", {}).get("force"):
+            raise ClauderonError(
+                "session 'add-csv-export' has 2 uncommitted file(s) (orders/views.py, "
+                "orders/tests.py) and 1 commit(s) on no other branch: merge or push them, or "
+                "`clauderon delete --force add-csv-export` to save them under "
+                "refs/clauderon/add-csv-export/ and delete",
+                code="would_lose_work",
+                status=409,
+            )
         return {}
 
     async def run_long(self, path: str, body: Any, progress: Any) -> Any:

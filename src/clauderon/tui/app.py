@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -30,8 +31,10 @@ class ClauderonApp(App[None]):
         daemon: Daemon,
         sessions: list[dict[str, Any]] | None = None,
         now: Callable[[], datetime] | None = None,
+        default_repo: str | None = None,
     ) -> None:
         super().__init__()
+        self.default_repo = default_repo or os.getcwd()
         self.daemon = daemon
         self.initial_sessions = sessions or []
         self.now = now or (lambda: datetime.now(UTC))

@@ -67,6 +67,7 @@ class DeleteScreen(ModalScreen[dict[str, Any] | None]):
                 )
                 what.add_class("warning")
                 button.label = "Save and delete"
+                button.refresh(layout=True)
             else:
                 what.update(f"Error: {exc.message}")
                 what.add_class("error")

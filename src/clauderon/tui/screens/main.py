@@ -39,7 +39,7 @@ class MainScreen(Screen[None]):
         Binding("enter", "attach", "Attach"),
         Binding("s", "send", "Send"),
         Binding("n", "new", "New"),
-        Binding("x", "stop_start", "Stop/start"),
+        Binding("x", "stop_start", "Stop"),
         Binding("a", "archive", "Archive"),
         Binding("D", "delete", "Delete"),
         Binding("r", "refresh", "Refresh", show=False),
@@ -55,7 +55,11 @@ class MainScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: words in name, repository, state, status", id="filter")
+        yield Input(
+            placeholder="filter: words in name, repository, state, status (Escape clears)",
+            compact=True,
+            id="filter",
+        )
         with Container(id="body"):
             with Container(id="list-pane"):
                 yield SessionList(now=self.capp.now, id="sessions")
@@ -358,7 +362,7 @@ class MainScreen(Screen[None]):
                     self.sessions.move_cursor(row=self.sessions.shown.index(session["name"]))
                 self.notify(f"Session {session['name']} is running", timeout=5)
 
-        self.app.push_screen(NewSessionScreen(), created)
+        self.app.push_screen(NewSessionScreen(self.capp.default_repo), created)
 
     def action_stop_start(self) -> None:
         session = self._selected()

@@ -83,6 +83,8 @@ class ConsoleView(Static):
             self._stream.feed(message["bytes"])
             self._dirty = True
             self._flush()
+            if self.parent is not None:  # the agent's prompt is at the bottom
+                self.call_after_refresh(self.parent.scroll_end, animate=False)
         elif kind == "output" and self._stream is not None:
             self._stream.feed(message["bytes"])
             self._dirty = True

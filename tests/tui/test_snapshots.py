@@ -1,0 +1,84 @@
+"""The main screens, drawn from fixed data at a fixed time (see fixed.py), compared with
+the SVGs under __snapshots__/. `pytest --snapshot-update tests/tui/test_snapshots.py`
+redraws them after a deliberate change; look at them before committing."""
+
+from __future__ import annotations
+
+import pytest
+from textual.pilot import Pilot
+
+from clauderon.tui.app import ClauderonApp
+
+from .fixed import NOW, SESSIONS, FixedDaemon
+
+
+def make_app() -> ClauderonApp:
+    return ClauderonApp(
+        FixedDaemon(), sessions=SESSIONS, now=lambda: NOW, default_repo="/home/dev/webshop"
+    )
+
+
+async def settle(pilot: Pilot) -> None:
+    await pilot.pause(0.4)  # the console connects after the cursor settles
+    await pilot.wait_for_scheduled_animations()
+
+
+def test_main_80x24(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_main_wide(snap_compare):
+    assert snap_compare(make_app(), terminal_size=(160, 36), run_before=settle)
+
+
+def test_main_no_color(snap_compare, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_filter_and_archived(snap_compare):
+    async def before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("A", "slash", *"webshop", "enter")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=before)
+
+
+def test_audit(snap_compare):
+    async def before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("down", "l")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=before)
+
+
+def test_new_session_form(snap_compare):
+    async def before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        await pilot.press(*"Add a CSV export", "enter", *"to the orders page")
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=before)
+
+
+def test_delete_shows_what_would_be_lost(snap_compare):
+    async def before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("down", "D")
+        await settle(pilot)
+        await pilot.click("#delete")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=before)
+
+
+def test_help(snap_compare):
+    async def before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=before)
