@@ -53,7 +53,7 @@ def make_repo(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[Live]:  # noqa: F811
     base = tmp_path_factory.mktemp("tui")
     clauderon = Clauderon(base / "home", docker_client)
