@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-docker.sh
+command -v tmux >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; }  # tests/tui runs the dashboard in tmux
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]" >.venv/install.log 2>&1 || { tail -20 .venv/install.log >&2; exit 1; }
 scripts/build-images.sh
