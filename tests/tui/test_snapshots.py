@@ -4,6 +4,8 @@ redraws them after a deliberate change; look at them before committing."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from textual.pilot import Pilot
 
@@ -82,3 +84,22 @@ def test_help(snap_compare):
         await settle(pilot)
 
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=before)
+
+
+def test_resize_moves_the_screen_beside_the_list():
+    async def scenario() -> None:
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert not app.screen.has_class("wide")
+            await pilot.resize_terminal(160, 36)
+            await settle(pilot)
+            assert app.screen.has_class("wide")
+            await pilot.resize_terminal(80, 24)
+            await settle(pilot)
+            assert not app.screen.has_class("wide")
+            await pilot.click("#sessions", offset=(10, 2))  # the mouse selects the second row
+            await settle(pilot)
+            assert app.screen.query_one("#detail-pane").border_title.startswith("add-csv-export")
+
+    asyncio.run(scenario())
