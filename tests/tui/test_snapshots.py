@@ -14,6 +14,11 @@ from clauderon.tui.app import ClauderonApp
 from .fixed import NOW, SESSIONS, FixedDaemon
 
 
+@pytest.fixture(autouse=True)
+def _colours(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)  # one test sets it; the rest draw colour
+
+
 def make_app() -> ClauderonApp:
     return ClauderonApp(
         FixedDaemon(), sessions=SESSIONS, now=lambda: NOW, default_repo="/home/dev/webshop"
@@ -23,6 +28,8 @@ def make_app() -> ClauderonApp:
 async def settle(pilot: Pilot) -> None:
     await pilot.pause(0.4)  # the console connects after the cursor settles
     await pilot.wait_for_scheduled_animations()
+    pilot.app.clear_notifications()  # toasts time out: whether one shows is a matter of time
+    await pilot.pause(0.1)
 
 
 def test_main_80x24(snap_compare):
