@@ -176,6 +176,7 @@ def main() -> int:
                 "python -c 'import clauderon.tui.app'": proc(
                     [python, "-c", "import clauderon.tui.app"]
                 ),
+                "python -c 'import textual.app'": proc([python, "-c", "import textual.app"]),
                 "clauderon --version": proc([*cli, "--version"]),
                 "completion: clauderon a<Tab>": proc(cli, **completion("clauderon a")),
                 "completion: clauderon attach <Tab>": proc(cli, **completion("clauderon attach ")),

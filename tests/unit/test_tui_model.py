@@ -103,3 +103,18 @@ def test_path_completion(tmp_path, monkeypatch):
     assert complete_path("~/proj") == "~/project/"
     monkeypatch.chdir(tmp_path)
     assert complete_path("pro") == "project/"
+
+
+def test_console_drops_the_blank_rows_below_what_the_agent_drew():
+    import pyte
+
+    from clauderon.tui.widgets.console_view import screen_text
+
+    screen = pyte.Screen(20, 10)
+    stream = pyte.ByteStream(screen)
+    stream.feed(b"\x1b[1;31mhello\x1b[0m\r\n> ")
+    text = screen_text(screen)
+    assert text.plain.splitlines() == ["hello", ">"]
+    assert any("red" in str(span.style) for span in text.spans)
+    stream.feed(b"\x1b[8;1Hstatus line")
+    assert len(screen_text(screen).plain.splitlines()) == 8

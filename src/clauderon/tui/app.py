@@ -13,7 +13,6 @@ from textual.app import App
 from textual.binding import Binding
 
 from .daemon import Daemon
-from .screens.help import HelpScreen
 from .screens.main import MainScreen
 
 
@@ -43,5 +42,7 @@ class ClauderonApp(App[None]):
         self.push_screen(MainScreen())
 
     def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())

@@ -21,11 +21,8 @@ from ..messages import DaemonBack, DaemonLost, SessionChanged, SessionSelected
 from ..widgets.audit_view import AuditView
 from ..widgets.console_view import ConsoleView
 from ..widgets.session_list import SessionList
-from .confirm import ConfirmScreen
-from .delete import DeleteScreen
-from .new_session import NewSessionScreen
-from .send import SendScreen
 
+# The dialogs are imported when first opened: the first paint does not wait for them.
 if TYPE_CHECKING:
     from ..app import ClauderonApp
 
@@ -49,6 +46,12 @@ class MainScreen(Screen[None]):
         Binding("l", "show('audit')", "Audit", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: set[str] = set()  # sessions to fetch again (events coalesced)
+        self._console_timer: Any = None
+        self._console_for: str | None = None  # whose screen the detail pane shows
 
     @property
     def capp(self) -> ClauderonApp:
@@ -78,9 +81,6 @@ class MainScreen(Screen[None]):
         self._layout(self.app.size.width)
         self.sessions.set_sessions(self.capp.initial_sessions)
         self.sessions.focus()
-        self._pending: set[str] = set()
-        self._console_timer: Any = None
-        self._console_for: str | None = None
         self.follow_events()
 
     def on_resize(self) -> None:
@@ -334,6 +334,8 @@ class MainScreen(Screen[None]):
         self._select(session["name"], force=True)
 
     def action_send(self) -> None:
+        from .send import SendScreen
+
         session = self._selected()
         if session is None:
             return
@@ -354,6 +356,8 @@ class MainScreen(Screen[None]):
         self.app.push_screen(SendScreen(name), sent)
 
     def action_new(self) -> None:
+        from .new_session import NewSessionScreen
+
         def created(session: dict[str, Any] | None) -> None:
             if session:
                 self.sessions.update_session(session["name"], session)
@@ -409,6 +413,8 @@ class MainScreen(Screen[None]):
             )
 
     def action_refresh(self) -> None:
+        from .confirm import ConfirmScreen
+
         session = self._selected()
         if session is None:
             return
@@ -429,6 +435,8 @@ class MainScreen(Screen[None]):
         )
 
     def action_delete(self) -> None:
+        from .delete import DeleteScreen
+
         session = self._selected()
         if session is not None:
             self.app.push_screen(DeleteScreen(session["name"]))

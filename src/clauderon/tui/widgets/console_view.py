@@ -12,6 +12,7 @@ from typing import Any
 import pyte
 from rich.style import Style
 from rich.text import Text
+from textual.containers import ScrollableContainer
 from textual.widgets import Static
 
 _NAMES = {"brown": "yellow", "default": None}
@@ -28,11 +29,23 @@ def _color(value: str) -> str | None:
     return value
 
 
+def _used_lines(screen: pyte.Screen) -> int:
+    """Rows down to the last one drawn on (or the cursor): agents like Claude Code draw
+    from the top, and the blank rows below are not worth the room."""
+    last = screen.cursor.y
+    for y in range(screen.lines - 1, last, -1):
+        if screen.display[y].strip():
+            last = y
+            break
+    return last + 1
+
+
 def screen_text(screen: pyte.Screen) -> Text:
     """The pyte screen as Rich text, with its colours and attributes (Textual drops the
     colours itself under NO_COLOR)."""
     text = Text(no_wrap=True, overflow="crop")
-    for y in range(screen.lines):
+    lines = _used_lines(screen)
+    for y in range(lines):
         row = screen.buffer[y]
         run_style: Style | None = None
         run = ""
@@ -52,7 +65,7 @@ def screen_text(screen: pyte.Screen) -> Text:
             run_style = style
             run += char.data or " "
         text.append(run.rstrip() if run_style == Style() else run, run_style)
-        if y < screen.lines - 1:
+        if y < lines - 1:
             text.append("\n")
     return text
 
@@ -65,6 +78,7 @@ class ConsoleView(Static):
         self._screen: pyte.Screen | None = None
         self._stream: pyte.ByteStream | None = None
         self._dirty = False
+        self._follow = False
 
     def on_mount(self) -> None:
         self.set_interval(1 / 15, self._flush)
@@ -83,8 +97,7 @@ class ConsoleView(Static):
             self._stream.feed(message["bytes"])
             self._dirty = True
             self._flush()
-            if self.parent is not None:  # the agent's prompt is at the bottom
-                self.call_after_refresh(self.parent.scroll_end, animate=False)
+            self._follow = True
         elif kind == "output" and self._stream is not None:
             self._stream.feed(message["bytes"])
             self._dirty = True
@@ -101,4 +114,13 @@ class ConsoleView(Static):
     def _flush(self) -> None:
         if self._dirty and self._screen is not None:
             self._dirty = False
+            parent = self.parent
+            # Keep the agent's input line in view, unless the user scrolled up to read.
+            follow = self._follow or (
+                isinstance(parent, ScrollableContainer)
+                and parent.scroll_y >= parent.max_scroll_y - 1
+            )
+            self._follow = False
             self.update(screen_text(self._screen))
+            if follow and isinstance(parent, ScrollableContainer):
+                self.call_after_refresh(parent.scroll_end, animate=False)
