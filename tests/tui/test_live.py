@@ -14,12 +14,15 @@ from clauderon.tui.app import ClauderonApp
 from clauderon.tui.daemon import DaemonClient
 from clauderon.tui.screens.delete import DeleteScreen
 from clauderon.tui.screens.new_session import NewSessionScreen
+from clauderon.tui.widgets.console_view import ConsoleView
 from clauderon.tui.widgets.session_list import SessionList
 
 from .conftest import AGENTS_IMAGE, Live, run, until
 from .screen_text import screen_text
 
 pytestmark = [pytest.mark.docker, pytest.mark.agent]
+
+AGENT_LINE = "bypass permissions"
 
 
 def make_app(live: Live) -> ClauderonApp:
@@ -30,6 +33,11 @@ def make_app(live: Live) -> ClauderonApp:
 
 def row(app: ClauderonApp, name: str) -> str:
     return next((line for line in screen_text(app).splitlines() if f" {name} " in line), "")
+
+
+def console(app: ClauderonApp) -> str:
+    """The whole screen the read-only viewer holds (the pane shows what fits of it)."""
+    return app.screen.query_one(ConsoleView).text
 
 
 def notes(app: ClauderonApp) -> list[str]:
@@ -44,7 +52,9 @@ def test_list_live_status_and_send(live: Live):
             line = await until(pilot, lambda: row(app, "first"), what="first listed")
             assert "waiting input" in line and line.split()[1] == "!"
             # Its live screen: the agent's own terminal, read-only.
-            await until(pilot, lambda: "say hello" in screen_text(app), what="the agent's screen")
+            # (Claude Code's status line, drawn under its input box.)
+            await until(pilot, lambda: AGENT_LINE in console(app), what="the agent's screen")
+            await until(pilot, lambda: AGENT_LINE in screen_text(app), 10, "drawn in the pane")
             # Another client stops it: the change arrives live, through /ws/events.
             live.clauderon.run("stop", "first")
             await until(pilot, lambda: "exited" in row(app, "first"), what="stopped live")
@@ -52,7 +62,7 @@ def test_list_live_status_and_send(live: Live):
             await pilot.press("x")
             await until(pilot, lambda: "running" in row(app, "first"), what="started")
             # s sends a message, as `clauderon send`.
-            await until(pilot, lambda: "say hello" in screen_text(app), 60, "screen back")
+            await until(pilot, lambda: AGENT_LINE in console(app), 60, "its screen again")
             await pilot.press("s")
             await until(pilot, lambda: app.screen.query("#message"), what="send dialog")
             await pilot.press(*"and goodbye", "enter")

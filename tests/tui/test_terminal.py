@@ -63,7 +63,7 @@ def test_in_tmux_attach_and_return(live: Live):
         tmux("send-keys", "-t", "tui", "Enter")
         attached = tmux.wait(lambda t: "Attached to first" in t, "attached")
         assert "Sessions 1" not in attached
-        tmux.wait(lambda t: "say hello" in t, "the agent's own screen")
+        tmux.wait(lambda t: "bypass permissions" in t, "the agent's own screen")
         # Ctrl-P Ctrl-Q: back to the dashboard; the agent keeps running.
         tmux("send-keys", "-t", "tui", "C-p", "C-q")
         back = tmux.wait(lambda t: "Sessions 1" in t, "back in the dashboard")

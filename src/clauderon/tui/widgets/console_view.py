@@ -109,7 +109,10 @@ class ConsoleView(Static):
 
     @property
     def text(self) -> str:
-        return "\n".join(self._screen.display) if self._screen else ""
+        """The whole screen as plain text (no-break spaces as spaces, as a reader sees it)."""
+        if self._screen is None:
+            return ""
+        return "\n".join(line.replace("\xa0", " ") for line in self._screen.display)
 
     def _flush(self) -> None:
         if self._dirty and self._screen is not None:
