@@ -130,6 +130,11 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--settle", type=float, default=90.0)
+    parser.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the sessions before measuring (50 idle agents keep 2 CPUs busy here)",
+    )
     parser.add_argument("--out", type=Path, help="write the raw samples here (JSON)")
     args = parser.parse_args()
 
@@ -147,6 +152,12 @@ def main() -> int:
                 home.cli(*home.create_args(name))
                 created.append(name)
             log(f"created {len(created)} sessions in {time.perf_counter() - start:.1f} s")
+            if args.stop:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(lambda n: home.cli("stop", n), created))
+                log(f"stopped {len(created)} sessions")
             busy = settle_after_creating(created, args.settle)
             log(f"CPU busy {busy:.0%} when measuring starts")
 
