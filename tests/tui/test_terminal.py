@@ -4,6 +4,7 @@ dashboard steps aside), Ctrl-P Ctrl-Q comes back, q quits cleanly."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -46,6 +47,9 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+        folder = os.environ.get("TMUX_TMPDIR", "/tmp")
+        with contextlib.suppress(OSError):  # the server leaves its socket file behind
+            os.unlink(os.path.join(folder, f"tmux-{os.getuid()}", self.socket))
 
 
 def test_in_tmux_attach_and_return(live: Live):
