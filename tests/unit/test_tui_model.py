@@ -54,9 +54,9 @@ def test_review_columns_appear_when_the_api_gives_them():
     assert [c.key for c in model.columns_for(plain)] == [
         "mark", "name", "repo", "state", "agent_status", "age",
     ]  # fmt: skip
-    reviewed = [session("a", ahead=3, changed=7)]
+    reviewed = [session("a", ahead=3, changed_files=7)]
     columns = model.columns_for(reviewed)
-    assert [c.key for c in columns][-3:] == ["ahead", "changed", "age"]
+    assert [c.key for c in columns][-3:] == ["ahead", "changed_files", "age"]
     assert model.cells(reviewed[0], columns, NOW) == [
         "", "a", "shop", "running", "working", "3", "7", "5m",
     ]  # fmt: skip

@@ -76,7 +76,7 @@ class Column:
     optional: bool = False  # shown only when the daemon gives the field
 
 
-# `ahead` and `changed` come with the review commands; their columns appear once the API
+# `ahead` and `changed_files` come with the review commands; their columns appear once the API
 # sends the fields, with no change here.
 COLUMNS = (
     Column("mark", " "),
@@ -85,7 +85,7 @@ COLUMNS = (
     Column("state", "STATE"),
     Column("agent_status", "AGENT"),
     Column("ahead", "AHEAD", optional=True),
-    Column("changed", "CHANGED", optional=True),
+    Column("changed_files", "CHANGED", optional=True),
     Column("age", "AGE"),
 )
 
