@@ -59,6 +59,7 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 echo 'int main(void){return 0;}' | cc -static -x c -o /dev/null - >/dev/null 2>&1 || missing+=(libc6-dev)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # tests/tui runs the dashboard in tmux
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -qq
