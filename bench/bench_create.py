@@ -5,12 +5,13 @@ same two things by hand: `git worktree add -b` and `docker run -d ... sleep infi
 
 One unmeasured warm-up (create + delete, and one floor) first, so the daemon is up and the
 image probe and Docker's caches are warm; then `--runs` rounds of one sample per arm, the
-order rotating each round. Two floors: the plain one (default bridge) and the same on a
-network like the sessions' (a user-defined `--internal` bridge with inter-container traffic
-off, made by this script, labelled `clauderon.bench=1`, removed at the end). Diagnostic
-arms (skip with --no-diagnostics): the same create sent to the API from this process (no
-CLI start-up; its progress events split the daemon's time into steps), and the floor on the
-daemon's own sessions' network.
+order rotating each round. Three floors: the plain one (default bridge); the same with
+`--network none`, as sessions run now (loopback only; the proxy is reached through a
+mounted socket); and the same on a user-defined `--internal` bridge with inter-container
+traffic off, as sessions ran before (made by this script, labelled `clauderon.bench=1`,
+removed at the end). Diagnostic arm (skip with --no-diagnostics): the same create sent to
+the API from this process (no CLI start-up; its progress events split the daemon's time
+into steps).
 Target: median(create) / median(floor) <= 1.5.
 """
 
@@ -209,15 +210,14 @@ def main() -> int:
     parser.add_argument(
         "--no-diagnostics",
         action="store_true",
-        help="skip the diagnostic arms (create through the API in-process; floor on the "
-        "sessions' network)",
+        help="skip the diagnostic arm (create through the API in-process)",
     )
     parser.add_argument("--out", type=Path, help="write the raw samples here (JSON)")
     args = parser.parse_args()
 
     facts = machine_facts()
     print_machine(facts)
-    arms = ["create", "floor", "iccfloor"] + ([] if args.no_diagnostics else ["api", "netfloor"])
+    arms = ["create", "floor", "nonefloor", "iccfloor"] + ([] if args.no_diagnostics else ["api"])
     samples: dict[str, list[dict]] = {arm: [] for arm in arms}
     delete_times: list[float] = []
     with bench_home() as home, contextlib.ExitStack() as cleanup:
@@ -228,6 +228,7 @@ def main() -> int:
         cold = measure_create(home, home.name("warm", 0))
         measure_floor(home, home.name("warmfloor", 0))
         measure_floor(home, home.name("warmicc", 0), network=bench_network)
+        measure_floor(home, home.name("warmnone", 0), network="none")
         daemon_before = home.daemon_status()
         probes_before = home.image_probes()
         log(
@@ -241,9 +242,8 @@ def main() -> int:
                     sample = measure_create(home, home.name("c", i), delete_times)
                 elif arm == "api":
                     sample = measure_create(home, home.name("a", i), via_api=True)
-                elif arm == "netfloor":  # the network exists: the warm-up's daemon made it
-                    network = f"clauderon-{home.instance}"
-                    sample = measure_floor(home, home.name("n", i), network=network)
+                elif arm == "nonefloor":
+                    sample = measure_floor(home, home.name("n", i), network="none")
                 elif arm == "iccfloor":
                     sample = measure_floor(home, home.name("i", i), network=bench_network)
                 else:
@@ -259,12 +259,15 @@ def main() -> int:
     def stats(arm: str, key: str) -> Stats:
         return Stats.of([s[key] for s in samples.get(arm, [])])
 
-    c_agent, f_agent, f_run, i_agent = (
+    c_agent, f_agent, f_run, i_agent, n_agent = (
         stats("create", "agent"),
         stats("floor", "agent"),
         stats("floor", "run"),
         stats("iccfloor", "agent"),
+        stats("nonefloor", "agent"),
     )
+    ratio_none = c_agent.median / n_agent.median
+    verdict_none = "met" if ratio_none <= TARGET_RATIO else "MISSED"
     ratio = c_agent.median / f_agent.median
     ratio_icc = c_agent.median / i_agent.median
     verdict_icc = "met" if ratio_icc <= TARGET_RATIO else "MISSED"
@@ -276,9 +279,10 @@ def main() -> int:
         ("`clauderon create` until the CLI returns", stats("create", "cli")),
         ("floor: `git worktree add -b` + `docker run -d`, until `sleep` runs", f_agent),
         ("floor: `git worktree add -b` + `docker run -d`, until it returns", f_run),
+        ("floor with `--network none`, as sessions run, until `sleep` runs", n_agent),
         (
-            "floor on an `--internal`, ICC-off bridge like the sessions' (`docker run -d "
-            "--network bench-net`), until `sleep` runs",
+            "floor on an `--internal`, ICC-off bridge, as sessions ran before 0.2 (`docker "
+            "run -d --network bench-net`), until `sleep` runs",
             i_agent,
         ),
     ]
@@ -289,10 +293,6 @@ def main() -> int:
                 stats("api", "agent"),
             ),
             ("same create via the API in-process, until the answer", stats("api", "cli")),
-            (
-                "floor on the sessions' network (`docker run -d --network clauderon-<id>`)",
-                stats("netfloor", "agent"),
-            ),
         ]
     rows.append(("`clauderon delete --force` (CLI)", Stats.of(delete_times)))
 
@@ -314,6 +314,10 @@ def main() -> int:
     )
     print(f"ratio median(create)/median(floor) = {ratio:.2f} (target <= {TARGET_RATIO}: {verdict})")
     print(
+        f"ratio median(create)/median(floor with --network none) = {ratio_none:.2f} "
+        f"(target <= {TARGET_RATIO}: {verdict_none})"
+    )
+    print(
         f"ratio median(create)/median(floor on an internal ICC-off network) = {ratio_icc:.2f} "
         f"(target <= {TARGET_RATIO}: {verdict_icc})"
     )
@@ -327,6 +331,14 @@ def main() -> int:
         )
     print(f"| **ratio** create / floor (until running) | **{ratio:.2f}** | | | |")
     print(
+        f"| **ratio** create / floor with `--network none` (until running) "
+        f"| **{ratio_none:.2f}** | | | |"
+    )
+    print(
+        f"| floor `--network none` / floor on the internal bridge "
+        f"| {n_agent.median / i_agent.median:.2f} | | | |"
+    )
+    print(
         f"| **ratio** create / floor on an internal ICC-off bridge (until running) "
         f"| **{ratio_icc:.2f}** | | | |"
     )
@@ -335,12 +347,10 @@ def main() -> int:
     if "api" in samples:
         ratio_api = stats("api", "agent").median / f_agent.median
         print(f"| ratio API create / floor (until running) | {ratio_api:.2f} | | | |")
-        ratio_net = c_agent.median / stats("netfloor", "agent").median
-        print(f"| ratio create / floor on the sessions' network | {ratio_net:.2f} | | | |")
     print(f"| target: ratio ≤ {TARGET_RATIO}, plain floor | {verdict} | | | |")
     print(
-        f"| target: ratio ≤ {TARGET_RATIO}, floor on the same kind of network "
-        f"| {verdict_icc} | | | |"
+        f"| target: ratio ≤ {TARGET_RATIO}, floor with the same network (none) "
+        f"| {verdict_none} | | | |"
     )
     print(
         f"| cold first create (daemon start + image probe) | {cold['agent'] * 1e3:.0f} ms | | | 1 |"

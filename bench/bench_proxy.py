@@ -3,10 +3,14 @@
 
     python bench/bench_proxy.py [--quick] [--diagnose] [--json raw.json]
 
-Three processes, as in production (where the proxy lives in the daemon): the upstream (a
+Four processes, as in production (where the proxy lives in the daemon): the upstream (a
 small asyncio HTTP/1.1 server, plain and TLS), the proxy (`CredentialProxy` from
-`clauderon.proxy.server` with the real policy, credential store, addon and audit log) and
+`clauderon.proxy.server` with the real policy, credential store, addon and audit log,
+serving one session's Unix socket), clauderon's forwarder (the static C program a session
+container runs, here on the host's loopback: 127.0.0.1:<port> → the session socket) and
 this process, the client (httpx, keep-alive, `trust_env=False`). Only 127.0.0.1 is used.
+The `proxy-https:tcp` arm reaches the same proxy code over a plain TCP listener instead
+(the path before sessions had no network), to show what the forwarder and socket add.
 
 Arms (interleaved request by request, the order rotating every round):
 
@@ -233,10 +237,10 @@ class BenchSessions:
         return self.policy if token == self.policy.token else None
 
     async def verify_peer(self, policy: Any, address: str) -> bool:
-        if address and self._addresses.get(policy.name) == address:
-            return True
-        self._addresses[policy.name] = "127.0.0.1"  # what the engine would say
-        return address == "127.0.0.1"
+        from clauderon.proxy.server import session_peer
+
+        # The session's socket (the daemon's rule); 127.0.0.1 for the `tcp` comparison.
+        return address in (session_peer(policy.name), "127.0.0.1")
 
     def report(self, policy: Any, agent: str, event: str, payload: dict[str, Any]) -> None:
         pass
@@ -296,7 +300,20 @@ def proxy_role(args: argparse.Namespace) -> None:
         elif args.variant == "bare":
             server_module.SessionProxy = BareAddon  # type: ignore[misc,assignment]
         proxy = server_module.CredentialProxy(config, confdir, credentials, BenchSessions(), audit)
-        await proxy.start("127.0.0.1")
+        forwarder = None
+        if args.variant == "tcp":
+            await proxy.start("127.0.0.1")
+        else:  # as in a session: forwarder on loopback → the session's socket → the proxy
+            await proxy.start()
+            sock = await proxy.open_session("bench", home / f"sock-{args.label}")
+            forwarder = subprocess.Popen([args.forwarder, "-f", str(args.port), str(sock)])
+            for _ in range(500):
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", args.port), timeout=1),
+                ):
+                    break
+                await asyncio.sleep(0.01)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         profiler = cProfile.Profile()
@@ -319,6 +336,9 @@ def proxy_role(args: argparse.Namespace) -> None:
         print("READY", flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), MAX_LIFE)
+        if forwarder is not None:
+            forwarder.terminate()
+            forwarder.wait(5)
         await proxy.stop()
 
     asyncio.run(main())
@@ -496,6 +516,9 @@ class Setup:
         self.upstream_url = f"http://127.0.0.1:{port}"
         self.upstream_tls_url = f"https://127.0.0.1:{tls_port}"
         self.proxies: dict[str, tuple[Child, int, float]] = {}
+        from clauderon.forwarder import ensure_forwarder
+
+        self.forwarder = ensure_forwarder(workdir / "bin")
         self.sent: dict[str, int] = {}  # requests sent, by proxy URL (httpx event hooks)
 
     def _child(self, name: str, role_args: list[str]) -> Child:
@@ -523,6 +546,8 @@ class Setup:
                 variant,
                 "--label",
                 label,
+                "--forwarder",
+                str(self.forwarder),
             ],
         )
         child.expect("READY", 60)
@@ -733,7 +758,6 @@ def measure_throughput(
     """`concurrency` keep-alive clients, each sending requests back to back for
     `seconds`; per window: requests/s, latency median, CPU seconds per request of the
     proxy, the upstream and this client process."""
-    proxy_pid = setup.proxies["full"][0].pid
     upstream_pid = setup.upstream.pid
 
     async def window(name: str) -> dict[str, float]:
@@ -762,6 +786,7 @@ def measure_throughput(
         try:
             for client in clients:  # open the connections first: steady state only
                 await client.post(url, content=REQUEST_BODY, headers=headers)
+            proxy_pid = setup.proxies[name.partition(":")[2] or "full"][0].pid
             cpu0 = (cpu_seconds(proxy_pid), cpu_seconds(upstream_pid), time.process_time())
             start = time.perf_counter()
             deadline = start + seconds
@@ -957,6 +982,7 @@ def main() -> int:
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="full", help=argparse.SUPPRESS)
     parser.add_argument("--label", default="full", help=argparse.SUPPRESS)
+    parser.add_argument("--forwarder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "upstream":
         upstream_role(args)
@@ -990,10 +1016,11 @@ def main() -> int:
         setup = Setup(workdir, quick)
         log(f"upstream {setup.upstream_url} / {setup.upstream_tls_url}; starting the proxy")
         results["proxy_start_s"] = [setup.start_proxy("full")]
+        setup.start_proxy("tcp")
         results["first_request"] = [first_request(setup)]
         log(f"first request through the fresh proxy: {results['first_request'][0] * 1e3:.1f} ms")
 
-        arms = ["direct", "direct-tls", "proxy-https", "proxy-http"]
+        arms = ["direct", "direct-tls", "proxy-https", "proxy-http", "proxy-https:tcp"]
         log(f"latency: {plan['latency_rounds']} rounds x {arms}")
         results["latency"], results["latency_proxy_cpu"] = with_proxy_cpu(
             setup, lambda: measure_latency(setup, arms, plan["latency_rounds"])
@@ -1036,7 +1063,7 @@ def main() -> int:
             results["profile"] = profile_proxy(setup, plan["profile_requests"])
         results["upstream_counts"] = setup.upstream_counts()
         problems += setup.check_proxy("full")
-        for variant in ("noaudit", "bare"):
+        for variant in ("noaudit", "bare", "tcp"):
             if variant in setup.proxies:
                 problems += setup.check_proxy(variant, audited=False)
         audit_path = setup.home / "audit-full.jsonl"

@@ -12,7 +12,24 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 BASE_IMAGE=${BASE_IMAGE:-clauderon-base:bookworm}
 AGENTS_IMAGE=${AGENTS_IMAGE:-clauderon-agents:bookworm}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+# The Debian mirror this machine already uses (its apt sources), unless DEBIAN_MIRROR says.
+debian_mirror() {
+  local uri
+  # deb822 sources: the first URIs of a stanza that is not the security archive.
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    uri=$(awk 'BEGIN{RS=""; FS="\n"} {u=""; s=""; for(i=1;i<=NF;i++){ if($i ~ /^URIs:/){sub(/^URIs:[ \t]*/,"",$i); split($i,a,/[ \t]+/); u=a[1]} if($i ~ /^Suites:/) s=$i } if(u!="" && s !~ /security/ && u !~ /security/){print u; exit}}' "$f")
+    [ -n "$uri" ] && { echo "${uri%/}"; return; }
+  done
+  # one-line sources: `deb [options] URI suite components`
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    uri=$(awk '$1=="deb" { for(i=2;i<=NF;i++) if ($i !~ /^\[/ && $i !~ /\]$/) { if ($i !~ /security/ && $(i+1) !~ /security/) { print $i; exit } else break } }' "$f")
+    [ -n "$uri" ] && { echo "${uri%/}"; return; }
+  done
+}
+MIRROR=${DEBIAN_MIRROR:-$(debian_mirror)}
 WORK=${CLAUDERON_IMAGE_WORK:-/var/tmp/clauderon-image-build}
 LABEL="clauderon.managed=true"
 
@@ -28,6 +45,7 @@ cleanup_mounts() {
 trap cleanup_mounts EXIT
 
 build_base() {
+  [ -n "$MIRROR" ] || { log "no Debian mirror in /etc/apt/sources*: set DEBIAN_MIRROR=<url of a Debian archive>"; exit 1; }
   log "building $BASE_IMAGE with debootstrap ($MIRROR)"
   command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
   cleanup_mounts

@@ -25,7 +25,7 @@ from .errors import ClauderonError
 app = typer.Typer(
     name="clauderon",
     help="Run coding agents (Claude Code, Codex) in isolated, parallel Docker sessions.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -61,6 +61,23 @@ def err(message: str) -> None:
 
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))  # JSON escapes control characters
+
+
+def complete_session_name(incomplete: str) -> list[str]:
+    """Session names for shell completion: asks a running daemon (never starts one), and
+    gives up quickly, so a tab press never hangs."""
+    try:
+        sessions = Client(autostart=False).request(
+            "GET", "/api/sessions", params={"archived": True}, timeout=2.0
+        )
+    except (ClauderonError, OSError):
+        return []
+    return sorted(s["name"] for s in sessions if s["name"].startswith(incomplete))
+
+
+SESSION_NAME = typer.Argument(
+    ..., help="The session's name.", autocompletion=complete_session_name, show_default=False
+)
 
 
 def _age(timestamp: str) -> str:
@@ -262,7 +279,7 @@ def _work(s: dict[str, Any]) -> str:
 
 
 @app.command()
-def attach(name: str) -> None:
+def attach(name: str = SESSION_NAME) -> None:
     """Attach this terminal to a session's agent (detaching leaves it running).
 
     The agent's terminal output reaches yours as it is (raw, escape sequences included):
@@ -282,7 +299,7 @@ def attach(name: str) -> None:
 
 @app.command()
 def logs(
-    name: str,
+    name: str = SESSION_NAME,
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
     tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
 ) -> None:
@@ -304,21 +321,21 @@ def logs(
 
 
 @app.command()
-def stop(name: str) -> None:
+def stop(name: str = SESSION_NAME) -> None:
     """Stop a session's container (the worktree and the conversation are kept)."""
     client().request("POST", f"/api/sessions/{name}/stop")
     echo(f"Stopped {name}. Start it again with: clauderon start {name}")
 
 
 @app.command()
-def start(name: str) -> None:
+def start(name: str = SESSION_NAME) -> None:
     """Start a stopped session; its agent continues the same conversation."""
     _run_with_progress("POST", f"/api/sessions/{name}/start")
     echo(f"Started {name}.")
 
 
 @app.command()
-def archive(name: str) -> None:
+def archive(name: str = SESSION_NAME) -> None:
     """Remove a session's container but keep its worktree and branch."""
     client().request("POST", f"/api/sessions/{name}/archive")
     echo(
@@ -328,14 +345,14 @@ def archive(name: str) -> None:
 
 
 @app.command()
-def unarchive(name: str) -> None:
+def unarchive(name: str = SESSION_NAME) -> None:
     """Recreate an archived session's container from its record."""
     _run_with_progress("POST", f"/api/sessions/{name}/unarchive")
     echo(f"Unarchived {name}: it is running again.")
 
 
 @app.command()
-def refresh(name: str) -> None:
+def refresh(name: str = SESSION_NAME) -> None:
     """Pull the session's image and recreate its container (everything else is kept)."""
     result = _run_with_progress("POST", f"/api/sessions/{name}/refresh")
     if result and result.get("warning"):
@@ -348,7 +365,7 @@ def refresh(name: str) -> None:
 
 @app.command()
 def delete(
-    name: str,
+    name: str = SESSION_NAME,
     force: bool = typer.Option(
         False, "--force", "-f", help="Delete even with unsaved work (it is saved to a ref first)."
     ),
@@ -364,14 +381,14 @@ def delete(
 
 
 @app.command()
-def send(name: str, text: str = typer.Argument(..., help="The message.")) -> None:
+def send(name: str = SESSION_NAME, text: str = typer.Argument(..., help="The message.")) -> None:
     """Type a message into the running agent and press Enter, without attaching."""
     client().request("POST", f"/api/sessions/{name}/send", json={"text": text})
     echo(f"Sent to {name}.")
 
 
 @app.command()
-def screen(name: str) -> None:
+def screen(name: str = SESSION_NAME) -> None:
     """Print what the agent's terminal shows now."""
     echo(client().request("GET", f"/api/sessions/{name}/screen")["text"].rstrip())
 
@@ -554,7 +571,7 @@ def token_revoke(token_id: str) -> None:
 
 @app.command("set-access-mode")
 def set_access_mode(
-    name: str, mode: str = typer.Argument(..., help="read-write | read-only")
+    name: str = SESSION_NAME, mode: str = typer.Argument(..., help="read-write | read-only")
 ) -> None:
     """Change what a running session may write; applies to its next request."""
     client().request("POST", f"/api/sessions/{name}/access-mode", json={"access_mode": mode})
@@ -563,7 +580,9 @@ def set_access_mode(
 
 @app.command()
 def audit(
-    name: str | None = typer.Argument(None, help="Only this session's requests."),
+    name: str | None = typer.Argument(
+        None, help="Only this session's requests.", autocompletion=complete_session_name
+    ),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new requests."),
     limit: int = typer.Option(50, "--limit", "-n", help="How many past requests to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
@@ -717,12 +736,24 @@ def _print_reconcile(report: dict[str, Any]) -> None:
 
 
 @app.command()
+def tui() -> None:
+    """Open the terminal dashboard (also what `clauderon` alone does on a terminal)."""
+    from .tui import run
+
+    raise typer.Exit(run())
+
+
+@app.command()
 def doctor() -> None:
     """Check that everything clauderon needs is in place, and say how to fix what is not."""
-    from .doctor import run_checks
+    from .doctor import Check, run_checks
 
+    try:
+        checks = run_checks()
+    except Exception as exc:  # never a traceback: say what could not run
+        checks = [Check("doctor", False, f"could not run ({type(exc).__name__}: {exc})", "")]
     failed = 0
-    for check in run_checks():
+    for check in checks:
         mark = "ok  " if check.ok else ("warn" if check.warning else "FAIL")
         echo(f"[{mark}] {check.name}: {check.detail}")
         if not check.ok:
@@ -802,6 +833,8 @@ def main_options(
 
 def main() -> None:
     """Entry point: every error ends as one line on stderr and a non-zero exit."""
+    if len(sys.argv) == 1 and sys.stdin.isatty() and sys.stdout.isatty():
+        sys.argv.append("tui")  # `clauderon` alone on a terminal opens the dashboard
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
         code = app(standalone_mode=False, prog_name="clauderon")

@@ -4,7 +4,7 @@ All Docker settings are CLI flags; this file shapes the credential proxy and say
 GitHub's API is (for `clauderon pr`):
 
     [proxy]
-    port = 18100                  # on the sessions network's gateway address
+    port = 18100                  # where the forwarder listens in each container (loopback)
     allow = ["internal.example.com", "*.corp.example", "git.corp.example:2222"]  # + defaults
                                       # (a host is reachable on 80/443; host:port for others)
     # allowlist = [...]           # replaces the default allowlist instead

@@ -12,11 +12,13 @@ from . import __version__
 from .agents import Agent, entrypoint_script
 from .agents.provision import CONTAINER_AGENT_DIR
 from .errors import ClauderonError
+from .forwarder import CONTAINER_PATH as FORWARDER_PATH
 from .models import Session
 from .paths import Paths
 from .spec import ContainerSpec, Mount
 
 WORKSPACE = "/workspace"
+# Shared caches, by volume name (root's); every other user has their own (see cache_volumes).
 CACHE_VOLUMES = {
     "clauderon-cargo-registry": f"{WORKSPACE}/.cargo/registry",
     "clauderon-cargo-git": f"{WORKSPACE}/.cargo/git",
@@ -25,6 +27,7 @@ CACHE_VOLUMES = {
 # git reads $HOME/.config/git/ignore by default, whatever environment a tool gives it.
 CONTAINER_GITIGNORE = f"{WORKSPACE}/.config/git/ignore"
 CONTAINER_CA_PATH = "/etc/clauderon/proxy-ca.pem"
+CONTAINER_PROXY_DIR = "/run/clauderon"  # the session's proxy socket (read-only)
 # Every way common tools are told which CAs to trust: all TLS is the proxy's.
 CA_ENV = (
     "SSL_CERT_FILE",
@@ -38,6 +41,15 @@ CA_ENV = (
 )
 # Keys the user cannot set with --env: clauderon's own parameters.
 RESERVED_ENV_PREFIX = "CLAUDERON_"
+
+
+def cache_volumes(uid: int) -> dict[str, str]:
+    """The cache volumes of the user with `uid` → their mount targets. Root keeps the plain
+    names; any other user gets `<name>-<uid>`: a cache another user can write could plant
+    code in this user's builds (build scripts, compiler outputs), and a volume made by
+    another user is not writable by this one."""
+    suffix = "" if uid == 0 else f"-{uid}"
+    return {f"{name}{suffix}": target for name, target in CACHE_VOLUMES.items()}
 
 
 def container_name(session_name: str, instance: str) -> str:
@@ -68,9 +80,11 @@ class ProvidedAgent:
 class ProxyInputs:
     """How the container reaches the credential proxy, and what it holds instead of keys."""
 
-    port: int
+    port: int  # where the forwarder listens on the container's loopback
     ca_cert: Path  # the proxy CA's certificate (never its key)
     placeholders: dict[str, str]  # env var → placeholder, for the credentials the user has
+    socket_dir: Path | None = None  # the session's proxy socket directory on the host
+    forwarder: Path | None = None  # the forwarder binary on the host
 
 
 @dataclass(frozen=True)
@@ -120,7 +134,10 @@ def build_container_spec(
         Mount(str(paths.hooks), f"{WORKSPACE}/.clauderon/hooks", read_only=True),
         Mount(str(paths.home / "gitignore"), CONTAINER_GITIGNORE, read_only=True),
         *agent_mounts,
-        *(Mount(volume, target, volume=True) for volume, target in CACHE_VOLUMES.items()),
+        *(
+            Mount(volume, target, volume=True)
+            for volume, target in cache_volumes(inputs.uid).items()
+        ),
     ]
     provided = inputs.provided_agent
     if provided is not None:
@@ -129,6 +146,10 @@ def build_container_spec(
     proxy_env: dict[str, str] = {}
     if inputs.proxy is not None:
         mounts.append(Mount(str(inputs.proxy.ca_cert), CONTAINER_CA_PATH, read_only=True))
+        if inputs.proxy.socket_dir is not None:
+            mounts.append(Mount(str(inputs.proxy.socket_dir), CONTAINER_PROXY_DIR, read_only=True))
+        if inputs.proxy.forwarder is not None:
+            mounts.append(Mount(str(inputs.proxy.forwarder), FORWARDER_PATH, read_only=True))
         proxy_env = proxy_environment(session, inputs.proxy)
     env = {
         "HOME": WORKSPACE,
@@ -174,8 +195,10 @@ def build_container_spec(
 
 def proxy_environment(session: Session, proxy: ProxyInputs) -> dict[str, str]:
     """Everything that sends the container's traffic through the proxy and trusts its CA."""
-    url = f"http://clauderon:{session.proxy_token}@host.docker.internal:{proxy.port}"
+    # The container has only loopback: the forwarder there is its one way out.
+    url = f"http://clauderon:{session.proxy_token}@127.0.0.1:{proxy.port}"
     env = {name: url for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    env["CLAUDERON_PROXY_PORT"] = str(proxy.port)
     env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1,::1"
     for name in CA_ENV:
         env[name] = CONTAINER_CA_PATH

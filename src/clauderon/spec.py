@@ -30,7 +30,5 @@ class ContainerSpec:
     cpu_limit: float | None = None
     memory_limit: int | None = None  # bytes
     tty: bool = True
-    # Host names the container resolves to the host address it can reach.
-    host_aliases: tuple[str, ...] = ("host.docker.internal",)
     # Come back after a reboot or an engine restart; a one-off print run does not.
     restart: bool = True

@@ -1,7 +1,7 @@
 """Fixtures for tests on the real Docker engine, with the locally built images.
 
-Each test gets its own CLAUDERON_HOME, so its daemon, store, worktrees, containers and
-network are its own; everything is removed at the end, pass or fail. Cache volumes are
+Each test gets its own CLAUDERON_HOME, so its daemon, store, worktrees and containers are
+its own; everything is removed at the end, pass or fail. Cache volumes are
 shared by design: the ones that did not exist before the test run are removed after it.
 """
 
@@ -22,7 +22,6 @@ import docker
 import docker.errors
 import pytest
 
-from clauderon.backends.docker import DockerBackend
 from clauderon.paths import Paths
 
 AGENTS_IMAGE = "clauderon-agents:bookworm"
@@ -132,9 +131,23 @@ class Clauderon:
     def container(self, session: dict):
         return self.docker.containers.get(session["container"])
 
+    @property
+    def test_network(self) -> str:
+        return f"clauderon-test-{self.paths.instance}"
+
     def gateway(self) -> str:
-        """The sessions network's host address (where a test's fake API listens)."""
-        return DockerBackend(self.paths.instance, self.docker).ensure_network()
+        """An address of this machine that is not loopback: the host side of a docker
+        bridge network this test makes (labelled, removed at the end)."""
+        try:
+            network = self.docker.networks.get(self.test_network)
+        except docker.errors.NotFound:
+            network = self.docker.networks.create(
+                self.test_network,
+                driver="bridge",
+                labels={"clauderon.managed": "true", "clauderon.instance": self.paths.instance},
+            )
+            network.reload()
+        return network.attrs["IPAM"]["Config"][0]["Gateway"]
 
     def leftovers(self, repo: Path) -> dict[str, Any]:
         """Everything a failed or cancelled operation could have left behind."""
@@ -169,7 +182,8 @@ class Clauderon:
         )
         for container in self.containers():
             container.remove(force=True)
-        DockerBackend(self.paths.instance, self.docker).remove_network()
+        with contextlib.suppress(docker.errors.NotFound):
+            self.docker.networks.get(self.test_network).remove()
 
 
 NOTHING_LEFT = {

@@ -98,20 +98,44 @@ def test_credentials_are_injected_only_on_the_way_out(session, upstream, clauder
     assert decisions["/probe/stolen"]["decision"] == "denied:credential"
 
 
+def host_addresses() -> list[str]:
+    """This machine's IPv4 addresses that are not loopback (docker bridges included)."""
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    return [a for a in out if ":" not in a and not a.startswith("127.")]
+
+
 def test_egress_is_only_through_the_proxy(session, upstream, clauderon):
     _created, container = session
-    gateway = clauderon.gateway()
-    listener = socket.socket()
-    listener.bind(("0.0.0.0", 0))
-    listener.listen()
+    gateway = clauderon.gateway()  # the host side of a docker bridge
+    listeners = []
+    for address in ("0.0.0.0", gateway):
+        listener = socket.socket()
+        listener.bind((address, 0))
+        listener.listen()
+        listener.setblocking(False)
+        listeners.append(listener)
     try:
-        port = listener.getsockname()[1]
-        code, out = curl(container, f"--noproxy '*' -m 3 http://{gateway}:{port}/")
-        assert code != 0, out  # another host port: refused
-        code, out = curl(container, "--noproxy '*' -m 3 http://192.0.2.1/")
-        assert code != 0, out  # anywhere outside: unreachable
+        any_port = listeners[0].getsockname()[1]
+        gateway_port = listeners[1].getsockname()[1]
+        targets = [f"{gateway}:{gateway_port}", f"{gateway}:{any_port}"]
+        targets += [f"{a}:{any_port}" for a in host_addresses()]
+        targets += [f"172.17.0.1:{any_port}", "192.0.2.1:80"]
+        for target in targets:
+            code, out = curl(container, f"--noproxy '*' -m 3 http://{target}/")
+            assert code != 0, (target, out)  # directly: nothing is reachable
+        # Through the proxy: the default egress refuses these hosts.
+        for target in targets[:2]:
+            code, out = curl(container, f"-o /dev/null -w '%{{http_code}}' http://{target}/")
+            assert out.strip().endswith("403"), (target, out)
+        # The container has loopback only.
+        _code, out = exec_in(container, "tail -n +3 /proc/net/dev | cut -d: -f1")
+        assert out.split() == ["lo"], out
+        for listener in listeners:  # no connection ever reached a host listener
+            with pytest.raises(BlockingIOError):
+                listener.accept()
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
 
     code, out = curl(container, "http://example.org/probe")
     assert "egress to example.org is denied" in out and "config.toml" in out
@@ -194,47 +218,28 @@ def test_no_secret_anywhere_the_agent_can_look(session, upstream, clauderon):
     assert str(clauderon.paths.secrets) not in mounted
 
 
-def test_connections_that_are_not_a_sessions_are_refused(session, clauderon, docker_client):
-    _created, container = session
-    token = (
-        next(
-            e.split("=", 1)[1]
-            for e in container.attrs["Config"]["Env"]
-            if e.startswith("HTTPS_PROXY=")
-        )
-        .split("@")[0]
-        .split(":")[-1]
+def test_connections_that_are_not_a_sessions_are_refused(session, clauderon, repo):
+    created, container = session
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
+    token = env["HTTPS_PROXY"].split("@")[0].split(":")[-1]
+    other = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+    intruder = clauderon.container(other)
+    probe = "curl -sS -m 5 -o /dev/null -w '%{http_code}' --noproxy '' "
+    _code, out = exec_in(
+        intruder, probe + "-x http://127.0.0.1:18100 http://registry.npmjs.org/probe"
     )
-    gateway = clauderon.gateway()
-    intruder = docker_client.containers.run(
-        AGENTS_IMAGE,
-        "sleep 60",
-        detach=True,
-        network=f"clauderon-{clauderon.paths.instance}",
-        labels={"clauderon.instance": clauderon.paths.instance, "clauderon.role": "test"},
-        extra_hosts={"host.docker.internal": gateway},
+    assert out.strip().endswith("407")  # no credential
+    _code, out = exec_in(
+        intruder,
+        probe + f"-x http://clauderon:{token}@127.0.0.1:18100 http://registry.npmjs.org/probe",
     )
-    try:
-        code, out = exec_in(
-            intruder,
-            "curl -sS -m 5 -o /dev/null -w '%{http_code}' "
-            "-x http://host.docker.internal:18100 "
-            "http://registry.npmjs.org/probe",
-            user="0",
-            workdir="/",
-        )
-        assert out.strip().endswith("407")
-        _code, out = exec_in(
-            intruder,
-            "curl -sS -m 5 -o /dev/null -w '%{http_code}' "
-            f"-x http://clauderon:{token}@host.docker.internal:18100 "
-            "http://registry.npmjs.org/probe",
-            user="0",
-            workdir="/",
-        )
-        assert out.strip().endswith("403")  # the right token from the wrong container
-    finally:
-        intruder.remove(force=True)
+    assert out.strip().endswith("403")  # the right token from the wrong session's socket
+    # Sessions cannot reach each other: no address, no shared network, no other socket.
+    assert container.attrs["NetworkSettings"]["IPAddress"] == ""
+    mounted = [m["Source"] for m in intruder.attrs["Mounts"]]
+    assert not any(f"/sessions/{created['name']}/" in source for source in mounted)
+    _code, out = exec_in(intruder, "ls /run/clauderon")
+    assert out.split() == ["p.sock"]
 
 
 def test_credentials_command_and_secret_files(clauderon, repo):
@@ -306,22 +311,6 @@ def test_bad_config_is_a_clear_error(clauderon, config, fragment):
     assert result.code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "config.toml" in lines[0] and fragment in lines[0], lines
-
-
-def test_a_proxy_port_in_use_is_a_clear_error(clauderon, repo):
-    gateway = clauderon.gateway()
-    blocker = socket.socket()
-    blocker.bind((gateway, 18100))
-    blocker.listen()
-    try:
-        result = clauderon.run(
-            "create", "--repo", str(repo), "--prompt", "x", "--image", AGENTS_IMAGE, check=False
-        )
-        assert result.code != 0
-        assert f"proxy port {gateway}:18100 is in use" in result.stderr
-        assert clauderon.sessions() == []
-    finally:
-        blocker.close()
 
 
 def test_oauth_is_refreshed_once_by_the_proxy_alone(clauderon, repo, upstream):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,13 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from clauderon.backends.docker import DockerBackend
-
-from .conftest import AGENTS_IMAGE, Clauderon, git, wait_for
+from .conftest import AGENTS_IMAGE, Clauderon, agent_running, exec_in, git, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -140,7 +140,6 @@ def api_schema(tmp_path_factory, docker_client):
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=30)
         clauderon.cleanup()
-        DockerBackend(clauderon.paths.instance, docker_client).remove_network()
 
 
 def test_the_api_never_fails_with_a_500_and_errors_are_json(api_schema):
@@ -164,21 +163,54 @@ def test_the_api_never_fails_with_a_500_and_errors_are_json(api_schema):
     assert len(calls) >= 20, calls  # the tester reached (nearly) every operation
 
 
-def test_the_proxy_follows_a_network_removed_behind_its_back(clauderon, repo, docker_client):
-    clauderon.env["CLAUDERON_RECONCILE_INTERVAL"] = "1"
+def test_a_restarted_daemon_makes_the_session_sockets_again(clauderon, repo):
     session = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+    socket_path = clauderon.paths.session_dir(session["name"]) / "proxy" / "p.sock"
+    assert socket_path.is_socket()
+    clauderon.run("daemon", "stop")
+    assert not socket_path.exists()  # the daemon takes its sockets with it
+    clauderon.run("list")  # starts it again
+    assert socket_path.is_socket() and socket_path.stat().st_mode & 0o777 == 0o600
+    container = clauderon.container(session)
+    code, out = exec_in(
+        container, "curl -sS -m 10 -o /dev/null -w '%{http_code}' http://clauderon.internal/x"
+    )
+    assert out.strip() == "403", out  # the proxy answered, through the same mount
     clauderon.run("delete", session["name"])
-    old_gateway = clauderon.gateway()
-    DockerBackend(clauderon.paths.instance, docker_client).remove_network()
+    assert not socket_path.parent.exists()
 
-    def port_free() -> bool:  # no socket listens on the old address any more
-        listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
-        return f"{old_gateway}:18100" not in listening
 
-    # The old address may be given to another network: the daemon lets go of it.
-    deadline = time.monotonic() + 20
-    while not port_free() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert port_free()
-    again = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
-    assert clauderon.container(again).status == "running"
+def test_a_container_of_the_old_network_design_is_moved_to_no_network(
+    clauderon, repo, docker_client
+):
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+    old = clauderon.container(session)
+    labels = old.labels
+    clauderon.run("daemon", "stop")
+    # What clauderon before 0.2 left running: the session's container on its bridge network.
+    old.remove(force=True)
+    network = docker_client.networks.create(
+        f"clauderon-{clauderon.paths.instance}",
+        driver="bridge",
+        internal=True,
+        labels={"clauderon.managed": "true", "clauderon.instance": clauderon.paths.instance},
+    )
+    try:
+        docker_client.containers.run(
+            AGENTS_IMAGE,
+            ["sleep", "infinity"],
+            name=session["container"],
+            labels=labels,
+            network=network.name,
+            detach=True,
+        )
+        clauderon.run("list")  # the daemon starts and moves it
+        container = clauderon.container(session)
+        assert container.attrs["HostConfig"]["NetworkMode"] == "none"
+        wait_for(lambda: agent_running(container, "claude"))
+        assert clauderon.sessions()[0]["status"] == "running"
+        assert not docker_client.networks.list(names=[network.name])  # the old one is gone
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            network.reload()
+            network.remove()

@@ -233,7 +233,18 @@ def test_the_first_screen_after_attaching_is_drawn(clauderon, repo):
             f'[proxy.upstreams]\n"api.anthropic.com" = "{api.url}"\n', ANTHROPIC_API_KEY=key
         )
         session = clauderon.create(repo, "--image", AGENTS_IMAGE, prompt="what is the answer")
-        wait_for(lambda: "forty-two" in clauderon.run("screen", session["name"]).stdout, 60)
+        api.wait_for(lambda r: "what is the answer" in json.dumps(r.json), timeout=120)
+        screen = ""
+
+        def answered() -> bool:
+            nonlocal screen
+            screen = clauderon.run("screen", session["name"]).stdout
+            return "forty-two" in screen
+
+        try:
+            wait_for(answered, 60)
+        except AssertionError:
+            raise AssertionError(f"the answer never showed; last screen:\n{screen}") from None
         for _ in range(5):
             clauderon.run("daemon", "stop")  # the next command attaches afresh
             assert "forty-two" in clauderon.run("screen", session["name"]).stdout

@@ -55,6 +55,7 @@ def _has_systemctl() -> bool:
     )
 
 
+@pytest.mark.root  # scripts/test.sh runs it in its root pass
 @pytest.mark.skipif(os.getuid() != 0, reason="restarting the engine needs root")
 def test_sessions_come_back_after_an_engine_restart(clauderon, repo):
     with FakeModelAPI([Text("Noted.")], required_key=KEY) as api:

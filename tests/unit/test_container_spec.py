@@ -10,6 +10,7 @@ from clauderon.container import (
     CACHE_VOLUMES,
     GitMounts,
     ProvidedAgent,
+    ProxyInputs,
     SpecInputs,
     build_container_spec,
     prepare_mountpoints,
@@ -38,7 +39,12 @@ def make_session(**overrides) -> Session:
     return Session(**fields)
 
 
-def build(session: Session, agent: str = "claude", provided: ProvidedAgent | None = None):
+def build(
+    session: Session,
+    agent: str = "claude",
+    provided: ProvidedAgent | None = None,
+    proxy: ProxyInputs | None = None,
+):
     paths = Paths(Path("/home/u/.clauderon"))
     inputs = SpecInputs(
         uid=1000,
@@ -54,6 +60,7 @@ def build(session: Session, agent: str = "claude", provided: ProvidedAgent | Non
         ),
         git_identity={"GIT_AUTHOR_NAME": "Dev"},
         provided_agent=provided,
+        proxy=proxy,
     )
     return build_container_spec(session, get_agent(agent), paths, inputs, [])
 
@@ -69,7 +76,25 @@ def test_identity_limits_and_labels():
     assert spec.labels["clauderon.session"] == "fix-bug-a1b2"
     assert spec.labels["clauderon.session-id"] == "3011c4b0-8bb9-431d-bed6-a9e97eadcc29"
     assert spec.tty is True
-    assert "host.docker.internal" in spec.host_aliases
+
+
+def test_the_proxy_is_reached_through_loopback_and_the_session_socket():
+    session = make_session()
+    proxy = ProxyInputs(
+        18100,
+        Path("/home/u/.clauderon/proxy-ca.pem"),
+        {},
+        socket_dir=Path("/home/u/.clauderon/sessions/fix-bug-a1b2/proxy"),
+        forwarder=Path("/home/u/.clauderon/bin/clauderon-forward-abc"),
+    )
+    spec = build(session, proxy=proxy)
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/run/clauderon"].read_only
+    assert mounts["/run/clauderon"].source.endswith("/sessions/fix-bug-a1b2/proxy")
+    assert mounts["/opt/clauderon/forward"].read_only
+    url = f"http://clauderon:{session.proxy_token}@127.0.0.1:18100"
+    assert spec.env["HTTPS_PROXY"] == spec.env["http_proxy"] == url
+    assert spec.env["CLAUDERON_PROXY_PORT"] == "18100"
 
 
 def test_mounts_of_the_contract():
@@ -80,7 +105,8 @@ def test_mounts_of_the_contract():
     uploads = f"/workspace/.clauderon/uploads/{session.id}"
     assert mounts[uploads].source == f"/home/u/.clauderon/uploads/{session.id}"
     assert mounts["/workspace/.clauderon/hooks"].source == "/home/u/.clauderon/hooks"
-    for volume, target in CACHE_VOLUMES.items():
+    for volume, target in CACHE_VOLUMES.items():  # uid 1000: the user's own volumes
+        volume = f"{volume}-1000"
         assert mounts[target].volume and mounts[target].source == volume
 
 

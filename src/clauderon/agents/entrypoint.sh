@@ -9,7 +9,16 @@
 #   CLAUDERON_PRINT            1: one non-interactive run
 #   CLAUDERON_SKIP_PERMISSIONS 1: no permission prompts (the container is the sandbox;
 #                              Claude Code reads its mode from managed settings)
+#   CLAUDERON_PROXY_PORT       where the forwarder listens on the container's loopback
 say() { printf 'clauderon: %s\n' "$*" >&2; }
+
+# The container has no network but loopback: the forwarder (mounted read-only) joins
+# 127.0.0.1:$CLAUDERON_PROXY_PORT to the session's proxy socket. It returns once it
+# listens and restarts its worker by itself if that ever dies.
+if [ -n "${CLAUDERON_PROXY_PORT:-}" ] && [ -x /opt/clauderon/forward ]; then
+  /opt/clauderon/forward "$CLAUDERON_PROXY_PORT" /run/clauderon/p.sock \
+    || say "the proxy forwarder did not start: the agent cannot reach its model"
+fi
 
 # An agent provided by clauderon is the fallback; one in the image wins.
 PATH="$PATH:/opt/clauderon/agent/bin"

@@ -8,13 +8,14 @@ at `/opt/clauderon/agent` in containers whose image has no agent of its own.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import ClauderonError
 from . import Agent
@@ -45,6 +46,70 @@ def ensure_agent(agents_root: Path, agent: Agent, version: str, arch: str, musl:
     return target
 
 
+def safe_extract(archive: tarfile.TarFile, target: Path) -> None:
+    """Extract an untrusted tarball under `target` only: regular files, directories and
+    links that stay inside; no absolute paths, `..`, devices or fifos.
+
+    Python 3.11.4+ (and 3.12+) has the standard `data` filter for exactly this; Debian
+    bookworm's 3.11.2 does not, so there every member is checked here first.
+    """
+    if hasattr(tarfile, "data_filter"):
+        try:
+            archive.extractall(target, filter="data")
+        except tarfile.FilterError as exc:
+            raise ProvisionError(f"the agent's package has an unsafe member: {exc}") from exc
+        return
+    archive.extractall(target, members=checked_members(archive, target))
+
+
+def checked_members(archive: tarfile.TarFile, target: Path) -> list[tarfile.TarInfo]:
+    """The members of `archive`, each checked to land inside `target` (the fallback for
+    Pythons without `tarfile.data_filter`); raises ProvisionError on the first bad one.
+
+    Stricter than the data filter where that is simpler to get right: a link's target
+    has no `..` and no leading `/`, a hard link names a file seen before, and no member
+    goes through a symbolic link of the archive."""
+    root = os.path.realpath(target)
+    files: set[str] = set()
+    links: set[str] = set()
+    members = []
+    for original in archive.getmembers():
+        name = original.name
+        parts = PurePosixPath(name).parts
+        if not parts or name.startswith("/") or ".." in parts:
+            raise ProvisionError(f"the agent's package has an unsafe path: {name!r}")
+        dest = os.path.realpath(os.path.join(root, name))
+        if os.path.commonpath([root, dest]) != root:
+            raise ProvisionError(f"the agent's package has a path outside its folder: {name!r}")
+        normal = "/".join(p for p in parts if p != ".")
+        if any("/".join(parts[:i]) in links for i in range(1, len(parts))):
+            raise ProvisionError(f"the agent's package writes through a link: {name!r}")
+        if original.issym():
+            target_parts = PurePosixPath(original.linkname).parts
+            if original.linkname.startswith("/") or ".." in target_parts:
+                raise ProvisionError(
+                    f"the agent's package links {name!r} outside: {original.linkname!r}"
+                )
+            links.add(normal)
+        elif original.islnk():
+            linked = "/".join(p for p in PurePosixPath(original.linkname).parts if p != ".")
+            if linked not in files:
+                raise ProvisionError(
+                    f"the agent's package hard-links {name!r} to {original.linkname!r}"
+                )
+        elif original.isfile():
+            files.add(normal)
+        elif not original.isdir():
+            raise ProvisionError(f"the agent's package has a special file: {name!r}")
+        # As the data filter does: no set-id bits, no write for group/others, our owner.
+        member = copy.copy(original)
+        member.mode = original.mode & 0o755
+        member.uid = member.gid = 0
+        member.uname = member.gname = ""
+        members.append(member)
+    return members
+
+
 def _fetch(agent: Agent, version: str, arch: str, musl: bool, target: Path) -> None:
     spec, binaries = agent.npm_package(version, arch, musl)
     npm = shutil.which("npm")
@@ -71,7 +136,7 @@ def _fetch(agent: Agent, version: str, arch: str, musl: bool, target: Path) -> N
                 f"registry: {reason}"
             )
         with tarfile.open(tarballs[0]) as archive:
-            archive.extractall(staging, filter="data")
+            safe_extract(archive, staging)
         tarballs[0].unlink()
         bin_dir = staging / "bin"
         bin_dir.mkdir()

@@ -24,7 +24,9 @@ class ContainerStatus:
     state: str  # running / exited / created / restarting / paused / dead
     exit_code: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    ip: str | None = None  # on the sessions network
+    # Made with no network but loopback (clauderon 0.2+); older containers sat on a
+    # per-home network and move to the new design when they are recreated.
+    isolated: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,14 +90,5 @@ class Backend(Protocol):
 
     def resize(self, name: str, rows: int, cols: int) -> None: ...
 
-    def network_gateway(self) -> str:
-        """The host address containers reach (`host.docker.internal`), the only one."""
-
-    def network_changed(self) -> bool:
-        """Whether the network went away or changed since the gateway was last given."""
-
-    def remove_network(self) -> None:
-        """Remove the sessions network (and its host rules); only when nothing uses it."""
-
-    def restrict_host_access(self, allowed_ports: list[int]) -> str | None:
-        """Let containers reach only these host ports; say why not when it cannot."""
+    def remove_legacy_network(self) -> None:
+        """Remove what older versions made for networking, once nothing uses it."""

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
-import shlex
 import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 
@@ -82,7 +81,6 @@ class DockerBackend:
         self.instance = instance
         self._client = client
         self._lock = threading.Lock()
-        self._network_gateway: str | None = None
         self._volumes: set[str] = set()  # cache volumes known to exist
 
     # --- connection -----------------------------------------------------------------
@@ -235,161 +233,78 @@ class DockerBackend:
     # --- networks and volumes ---------------------------------------------------------
 
     @property
-    def network_name(self) -> str:
+    def legacy_network_name(self) -> str:
+        """The per-home sessions network of clauderon before 0.2 (sessions now have none)."""
         return f"clauderon-{self.instance}"
 
-    @property
-    def bridge_name(self) -> str:
-        return f"cldr{self.instance}"  # the host interface (at most 15 characters)
-
-    def ensure_network(self) -> str:
-        """Create the sessions' network once; return its gateway (the host, seen from inside).
-
-        The network is internal: a container on it reaches the gateway address and nothing
-        else, so the credential proxy listening there is its only way out. Sessions cannot
-        reach each other (no inter-container traffic)."""
-        if self._network_gateway:
-            return self._network_gateway
+    def remove_legacy_network(self) -> None:
+        """Remove the old sessions network once no container uses it (best effort)."""
         try:
-            network = self._call(self.client.networks.get, self.network_name)
-            if not network.attrs.get("Internal"):
-                raise ClauderonError(
-                    f"docker network {self.network_name} is not internal (made by an older "
-                    f"clauderon): archive its sessions, then `docker network rm "
-                    f"{self.network_name}`",
-                    code="network_error",
-                    status=500,
-                )
-        except docker.errors.NotFound:
-            try:
-                network = self._call(
-                    self.client.networks.create,
-                    self.network_name,
-                    driver="bridge",
-                    internal=True,
-                    labels={MANAGED_LABEL: "true", "clauderon.instance": self.instance},
-                    options={
-                        "com.docker.network.bridge.enable_icc": "false",
-                        "com.docker.network.bridge.name": self.bridge_name,
-                    },
-                )
-            except docker.errors.APIError:  # created concurrently
-                network = self._call(self.client.networks.get, self.network_name)
-            network.reload()
-        config = (network.attrs.get("IPAM") or {}).get("Config") or [{}]
-        gateway = config[0].get("Gateway")
-        if not gateway:
-            raise ClauderonError(f"docker network {self.network_name} has no gateway address")
-        self._network_gateway = gateway
-        return gateway
-
-    def network_gateway(self) -> str:
-        return self.ensure_network()
-
-    def network_changed(self) -> bool:
-        """Whether the network the proxy listens on is gone or has another gateway now
-        (someone removed it): then the proxy must move to the new one."""
-        if self._network_gateway is None:
-            return False
-        known = self._network_gateway
-        try:
-            network = self._call(self.client.networks.get, self.network_name)
-        except docker.errors.NotFound:
-            self._network_gateway = None
-            return True
-        config = (network.attrs.get("IPAM") or {}).get("Config") or [{}]
-        if config[0].get("Gateway") != known:
-            self._network_gateway = None
-            return True
-        return False
-
-    def _firewall_rules(self, ports: list[int]) -> list[list[str]]:
-        tag = ["-m", "comment", "--comment", f"clauderon:{self.instance}"]
-        rules = [
-            ["INPUT", "-i", self.bridge_name, "-p", "tcp", "--dport", str(p), *tag, "-j", "ACCEPT"]
-            for p in ports
-        ]
-        return [*rules, ["INPUT", "-i", self.bridge_name, *tag, "-j", "REJECT"]]
-
-    def restrict_host_access(self, allowed_ports: list[int]) -> str | None:
-        """An internal network still reaches every service the host exposes on its
-        gateway address; allow only the proxy's port there (needs iptables and root)."""
-        iptables = shutil.which("iptables") or "/usr/sbin/iptables"
-        for rule in reversed(self._firewall_rules(allowed_ports)):
-            try:
-                check = subprocess.run([iptables, "-C", *rule], capture_output=True, timeout=10)
-                if check.returncode == 0:
-                    continue
-                insert = subprocess.run(
-                    [iptables, "-I", rule[0], "1", *rule[1:]],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                return f"iptables unavailable ({exc})"
-            if insert.returncode != 0:
-                return insert.stderr.strip() or "iptables refused the rule"
-        return None
-
-    def host_access_rules(self, allowed_ports: list[int]) -> list[str]:
-        """The commands that restrict host access, for `doctor` to print."""
-        return [
-            f"sudo iptables -I {r[0]} 1 " + " ".join(r[1:])
-            for r in reversed(self._firewall_rules(allowed_ports))
-        ]
-
-    def remove_network(self) -> None:
-        """Remove the sessions network and its firewall rules (tests, uninstall)."""
-        iptables = shutil.which("iptables") or "/usr/sbin/iptables"
-        with contextlib.suppress(OSError):
-            listing = subprocess.run(
-                [iptables, "-S", "INPUT"], capture_output=True, text=True, check=False
-            )
-            for line in listing.stdout.splitlines():
-                if f"clauderon:{self.instance}" in line and line.startswith("-A "):
-                    subprocess.run(
-                        [iptables, "-D", *shlex.split(line)[1:]],
-                        capture_output=True,
-                        check=False,
-                    )
-        with contextlib.suppress(docker.errors.NotFound):
-            self._call(self.client.networks.get, self.network_name).remove()
-        self._network_gateway = None
-
-    def ensure_volume(self, name: str, owner: str, image: str) -> None:
-        """Create a shared cache volume once, owned by the user the containers run as."""
-        if name in self._volumes:
-            return
-        try:
-            self._call(self.client.volumes.get, name)
-            self._volumes.add(name)
-            return
-        except docker.errors.NotFound:
+            network = self._call(self.client.networks.get, self.legacy_network_name)
+            if (network.attrs.get("Labels") or {}).get(MANAGED_LABEL) == "true":
+                network.reload()
+                if not network.attrs.get("Containers"):
+                    network.remove()
+        except (docker.errors.APIError, ClauderonError):
             pass
-        self._call(
-            self.client.volumes.create,
-            name,
-            labels={MANAGED_LABEL: "true", "clauderon.cache": "true"},
-        )
-        if owner != "0:0":
-            # A new volume is root-owned; hand it to the user once, with the session image
-            # (the only image known to be here).
+
+    def ensure_volumes(self, names: list[str], owner: str, image: str) -> None:
+        """Make sure the shared cache volumes exist and belong to the user the containers
+        run as ("uid:gid"), once per daemon. A new volume is root-owned, and one made by an
+        earlier run as another user (root, say) is not writable by this one: either is
+        handed over (recursively: a cache is only a cache) by one short root container
+        with the session image, the only image known to be here."""
+        unknown = [n for n in dict.fromkeys(names) if n not in self._volumes]
+        if not unknown:
+            return
+        wrong_owner = []
+        for name in unknown:
+            try:
+                volume = self._call(self.client.volumes.get, name)
+            except docker.errors.NotFound:
+                volume = self._call(
+                    self.client.volumes.create,
+                    name,
+                    labels={MANAGED_LABEL: "true", "clauderon.cache": "true"},
+                )
+            if self._volume_owner(volume) != owner:
+                wrong_owner.append(name)
+        if wrong_owner:
+            mounts = [
+                docker.types.Mount(f"/volumes/{i}", name, type="volume")
+                for i, name in enumerate(wrong_owner)
+            ]
+            script = (
+                'for d in /volumes/*; do [ "$(stat -c %u:%g "$d" 2>/dev/null)" = "$1" ] '
+                '|| chown -R "$1" "$d"; done'
+            )
             self._call(
                 self.client.containers.run,
                 image,
-                entrypoint=["chown", owner, "/volume"],
+                entrypoint=["/bin/sh", "-c", script, "chown", owner],
                 command=[],
                 user="0",
                 network_mode="none",
                 remove=True,
-                mounts=[docker.types.Mount("/volume", name, type="volume")],
+                mounts=mounts,
                 labels={
                     MANAGED_LABEL: "true",
                     "clauderon.instance": self.instance,
                     "clauderon.role": "chown",
                 },
             )
+        self._volumes.update(unknown)
+
+    @staticmethod
+    def _volume_owner(volume) -> str | None:
+        """ "uid:gid" of a local volume's directory, when this process may look (root);
+        None otherwise (then the root container checks)."""
+        mountpoint = (volume.attrs or {}).get("Mountpoint")
+        try:
+            info = os.stat(mountpoint) if mountpoint else None
+        except OSError:
+            return None
+        return f"{info.st_uid}:{info.st_gid}" if info else None
 
     def cache_volumes(self, names: list[str]) -> list[CacheVolume]:
         sizes: dict[str, int | None] = {}
@@ -423,10 +338,7 @@ class DockerBackend:
     # --- containers -------------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> str:
-        gateway = self.ensure_network()
-        for mount in spec.mounts:
-            if mount.volume:
-                self.ensure_volume(mount.source, spec.user, spec.image)
+        self.ensure_volumes([m.source for m in spec.mounts if m.volume], spec.user, spec.image)
         mounts = [
             docker.types.Mount(
                 m.target, m.source, type="volume" if m.volume else "bind", read_only=m.read_only
@@ -455,8 +367,9 @@ class DockerBackend:
                 detach=True,
                 init=True,
                 mounts=mounts,
-                network=self.network_name,
-                extra_hosts={alias: gateway for alias in spec.host_aliases},
+                # Loopback only: nothing on the host, in other containers or outside is
+                # reachable; the proxy socket mounted in is the one way out.
+                network_mode="none",
                 security_opt=["no-new-privileges"],
                 cap_drop=["ALL"],
                 pids_limit=PIDS_LIMIT,
@@ -524,13 +437,12 @@ class DockerBackend:
             return None
         state = attrs.get("State") or {}
         status = state.get("Status", "unknown")
-        networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
         return ContainerStatus(
             name=name,
             state=status,
             exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
             labels=(attrs.get("Config") or {}).get("Labels") or {},
-            ip=(networks.get(self.network_name) or {}).get("IPAddress") or None,
+            isolated=(attrs.get("HostConfig") or {}).get("NetworkMode") == "none",
         )
 
     def inspect_all(self, labels: dict[str, str]) -> dict[str, ContainerStatus]:
@@ -540,13 +452,12 @@ class DockerBackend:
         for item in self._call(self.client.api.containers, all=True, filters=filters):
             name = item["Names"][0].lstrip("/")
             exit_match = _EXIT_RE.search(item.get("Status", ""))
-            networks = (item.get("NetworkSettings") or {}).get("Networks") or {}
             result[name] = ContainerStatus(
                 name=name,
                 state=item.get("State", "unknown"),
                 exit_code=int(exit_match.group(1)) if exit_match else None,
                 labels=item.get("Labels") or {},
-                ip=(networks.get(self.network_name) or {}).get("IPAddress") or None,
+                isolated=(item.get("HostConfig") or {}).get("NetworkMode") == "none",
             )
         return result
 

@@ -1,8 +1,9 @@
 """Which session a proxy connection belongs to: the proxy asks, the manager keeps it true.
 
-A connection is a session's when it carries the session's proxy credential *and* comes
-from that session's container address on the clauderon network. Addresses are learned
-from the engine and re-checked whenever one does not match (containers restart).
+A connection is a session's when it carries the session's proxy credential *and* came in
+on that session's own Unix socket (the proxy gives such connections the peer address
+`session:<name>`; see proxy/server.py). The socket is mounted into that session's
+container only, so the credential alone — which the agent can read — is never enough.
 """
 
 from __future__ import annotations
@@ -10,18 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..backends import Backend
-from ..container import container_name
 from ..models import Session
 from ..proxy.policy import SessionPolicy
-from .blocking import blocking
+from ..proxy.server import session_peer
 
 
 class ProxySessions:
-    def __init__(self, backend: Backend):
-        self.backend = backend
+    def __init__(self) -> None:
         self._by_token: dict[str, SessionPolicy] = {}
-        self._addresses: dict[str, str] = {}  # session name → container address
         self._model_calls: dict[str, int] = {}  # session name → model requests in flight
         # Set by the manager: (session name, agent, event, payload) from an agent's hook,
         # and (session name) when a session's model calls start or stop.
@@ -42,7 +39,6 @@ class ProxySessions:
 
     def unregister(self, session: Session) -> None:
         self._by_token.pop(session.proxy_token, None)
-        self._addresses.pop(session.name, None)
         self._model_calls.pop(session.name, None)
 
     def update(self, session: Session) -> None:
@@ -52,9 +48,6 @@ class ProxySessions:
             self.register(session)
             return
         policy.egress, policy.access_mode = session.egress, session.access_mode
-
-    def forget_address(self, name: str) -> None:
-        self._addresses.pop(name, None)
 
     def report(
         self, policy: SessionPolicy, agent: str, event: str, payload: dict[str, Any]
@@ -74,12 +67,4 @@ class ProxySessions:
         return self._by_token.get(token)
 
     async def verify_peer(self, policy: SessionPolicy, address: str) -> bool:
-        if address and self._addresses.get(policy.name) == address:
-            return True
-        status = await blocking(
-            self.backend.inspect, container_name(policy.name, self.backend.instance)
-        )
-        if status is None or not status.ip:
-            return False
-        self._addresses[policy.name] = status.ip
-        return status.ip == address
+        return address == session_peer(policy.name)

@@ -26,13 +26,13 @@ from ..agents.provision import ensure_agent
 from ..backends import Backend, ContainerStatus, Progress
 from ..config import GitHubConfig
 from ..container import (
-    CACHE_VOLUMES,
     RESERVED_ENV_PREFIX,
     GitMounts,
     ProvidedAgent,
     ProxyInputs,
     SpecInputs,
     build_container_spec,
+    cache_volumes,
     container_name,
     prepare_mountpoints,
 )
@@ -44,6 +44,7 @@ from ..errors import (
     WouldLoseWork,
     session_not_found,
 )
+from ..forwarder import ensure_forwarder
 from ..gitsync import GitSync, SyncResult, SyncState, extra_alternates, unsaved_agent_branches
 from ..limits import parse_cpu_limit, parse_memory_limit
 from ..models import (
@@ -158,7 +159,6 @@ class SessionManager(Landing):
         self.proxy = proxy
         self.directory = directory
         self.ca_cert = ca_cert
-        self.host_access_warning: str | None = None
         self._proxy_lock = asyncio.Lock()
         self._lock = NamedLocks()
         self._creations: dict[str, asyncio.Task[Session]] = {}
@@ -276,41 +276,43 @@ class SessionManager(Landing):
     # --- the credential proxy ----------------------------------------------------------
 
     async def ensure_proxy(self) -> None:
-        """Start the proxy on the sessions network (once the engine is there)."""
+        """Start the proxy (on no network: sessions reach it through their sockets)."""
         async with self._proxy_lock:
-            if self.proxy.running:
-                return
-            gateway = await blocking(self.backend.network_gateway)
-            self.host_access_warning = await blocking(
-                self.backend.restrict_host_access, [self.proxy.port]
-            )
-            if self.host_access_warning:
-                log.warning(
-                    "containers can reach other host ports on %s: %s",
-                    gateway,
-                    self.host_access_warning,
-                )
-            await self.proxy.start(gateway)
+            if not self.proxy.running:
+                await self.proxy.start()
 
-    async def _follow_network(self) -> None:
-        """If the sessions network was removed behind our back, stop listening on its old
-        address (another network may get it) and come back up on the new one."""
-        if not await blocking(self.backend.network_changed):
-            return
-        log.warning("the sessions network changed: moving the proxy")
-        await self.proxy.stop()
-        if any(s.container for s in self.store.list_sessions()):
-            await self.ensure_proxy()  # otherwise the next create brings it up
+    def _proxy_dir(self, session: Session) -> Path:
+        """Holds the session's proxy socket; mounted read-only in its container only."""
+        return self.paths.session_dir(session.name) / "proxy"
 
-    async def release_network_if_unused(self) -> None:
-        """On shutdown, remove the sessions network when no session has a container (each
-        home has one; left behind they would use up the engine's address pools)."""
-        if any(s.container for s in self.store.list_sessions()):
-            return
-        try:
-            await blocking(self.backend.remove_network)
-        except Exception as exc:  # the engine may be down; the next start copes
-            log.info("sessions network left in place: %s", exc)
+    async def _open_proxy_socket(self, session: Session) -> None:
+        await self.ensure_proxy()
+        self._proxy_dir(session).mkdir(parents=True, exist_ok=True)
+        await self.proxy.open_session(session.name, self._proxy_dir(session))
+
+    def _forwarder(self) -> Path:
+        return ensure_forwarder(self.paths.home / "bin")
+
+    async def _migrate_legacy_containers(self) -> None:
+        """Containers made by clauderon before 0.2 sat on a per-home network with the proxy
+        on its gateway, which is gone: recreate them with no network (a stopped one is
+        removed and comes back from its record on `start`)."""
+        containers = await blocking(self.backend.inspect_all, self._labels())
+        by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
+        for session in self.store.list_sessions():
+            found = by_id.get(session.id)
+            if found is None or found.isolated:
+                continue
+            log.info("moving %s to a container with no network", session.name)
+            async with self._lock(session.name):
+                await blocking(self.backend.remove, found.name)
+                if session.status == SessionStatus.RUNNING:
+                    try:
+                        await self._recreate(session, lambda *_: None)
+                    except ClauderonError as exc:
+                        session.error = exc.message
+                        self._save(session, "session_recreate_failed", error=exc.message)
+        await blocking(self.backend.remove_legacy_network)
 
     def _credential_env_names(self) -> set[str]:
         return {env for rule in self.proxy.policy.rules for env in rule.env}
@@ -328,11 +330,6 @@ class SessionManager(Landing):
 
     def warnings_for(self, session: Session) -> list[str]:
         warnings = [self.missing_credential_warning(session)]
-        if self.host_access_warning:
-            warnings.append(
-                "containers can reach services on the host's network address (could not "
-                f"restrict it: {self.host_access_warning}); see `clauderon doctor`"
-            )
         return [w for w in warnings if w]
 
     def missing_credential_warning(self, session: Session) -> str | None:
@@ -603,6 +600,7 @@ class SessionManager(Landing):
         await blocking(self.backend.check)
         session, repo, agent = await blocking(self._validate, req)
         await self.ensure_proxy()
+        await blocking(self._forwarder)  # built once; without a compiler: the fix, first
         progress = self._broadcasting(session.name, progress)
         undo = Rollback()
         step = 0
@@ -618,6 +616,9 @@ class SessionManager(Landing):
                 undo.add("store row", lambda: self.store.delete_session(session.id))
                 self.directory.register(session)
                 undo.add("proxy policy", lambda: self.directory.unregister(session))
+                session_dir = self.paths.session_dir(session.name)
+                undo.add("session files", lambda: shutil.rmtree(session_dir, ignore_errors=True))
+                await self._open_proxy_socket(session)  # closed after the rollback below
                 self._publish("session_created", session)
 
                 report(f"Checking image {session.image}")
@@ -649,9 +650,7 @@ class SessionManager(Landing):
                     )
 
                 report("Preparing the agent's settings")
-                session_dir = self.paths.session_dir(session.name)
                 uploads = self.paths.uploads / session.id
-                undo.add("session files", lambda: shutil.rmtree(session_dir, ignore_errors=True))
                 undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
@@ -671,6 +670,7 @@ class SessionManager(Landing):
             reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
             log.info("create %s failed (%s): rolling back", session.name, reason)
             await asyncio.shield(undo.run())
+            self.proxy.close_session(session.name)
             self.events.publish(
                 {"type": "session_deleted", "session": session.name, "reason": reason}
             )
@@ -738,7 +738,13 @@ class SessionManager(Landing):
             ),
             git_identity=identity,
             provided_agent=provided,
-            proxy=ProxyInputs(self.proxy.port, self.ca_cert, self._placeholders()),
+            proxy=ProxyInputs(
+                self.proxy.port,
+                self.ca_cert,
+                self._placeholders(),
+                socket_dir=self._proxy_dir(session),
+                forwarder=await blocking(self._forwarder),
+            ),
         )
         spec = build_container_spec(session, agent, self.paths, inputs, agent_mounts)
         prepare_mountpoints(spec, Path(session.worktree))
@@ -748,10 +754,10 @@ class SessionManager(Landing):
         self, session: Session, progress: Progress, pull: bool = False
     ) -> str | None:
         """Build a new container from the record (refresh, unarchive, start, reconcile)."""
-        await self.ensure_proxy()
+        if not self.proxy.has_session(session.name):
+            await self._open_proxy_socket(session)
         progress = self._broadcasting(session.name, progress)
         agent = get_agent(session.agent)
-        self.directory.forget_address(session.name)
         warning = None
         if pull:
             warning = await blocking(self.backend.refresh_image, session.image, progress)
@@ -886,6 +892,7 @@ class SessionManager(Landing):
             self.store.delete_session(session.id)
             self.gitsync.forget(session.id)
             self.directory.unregister(session)
+            self.proxy.close_session(session.name)
             self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
             self.events.publish({"type": "session_deleted", "session": session.name})
             hint = None
@@ -1018,7 +1025,7 @@ class SessionManager(Landing):
     # --- caches and reconcile ---------------------------------------------------------
 
     async def cache_report(self) -> list[dict[str, Any]]:
-        volumes = await blocking(self.backend.cache_volumes, list(CACHE_VOLUMES))
+        volumes = await blocking(self.backend.cache_volumes, list(cache_volumes(self.uid)))
         sessions_by_container = {
             self._container_name(s): s.name for s in self.store.list_sessions()
         }
@@ -1036,7 +1043,8 @@ class SessionManager(Landing):
         """Remove every cache volume that no container uses; say which were kept and why."""
         removed, kept = [], []
         containers = await blocking(self.backend.inspect_all, {"clauderon.managed": "true"})
-        for volume in await blocking(self.backend.cache_volumes, list(CACHE_VOLUMES)):
+        names = list(cache_volumes(self.uid))
+        for volume in await blocking(self.backend.cache_volumes, names):
             if not volume.exists:
                 continue
             running = [
@@ -1203,7 +1211,6 @@ class SessionManager(Landing):
                 stop()
                 return
             try:
-                await self._follow_network()
                 report = await self.reconcile(False, lambda *_: None, manual=False)
                 changed = {
                     k: v
@@ -1311,6 +1318,13 @@ class SessionManager(Landing):
                 )
                 self._save(session, "session_failed", error=session.error)
         await self.ensure_proxy()
+        for session in self.store.list_sessions():  # each session's socket, made again
+            if session.proxy_token and session.status != SessionStatus.ARCHIVED:
+                try:
+                    await self._open_proxy_socket(session)
+                except OSError as exc:  # that session cannot reach its proxy; say so
+                    log.warning("no proxy socket for %s: %s", session.name, exc)
+        await self._migrate_legacy_containers()
 
     async def _remove_leftover_probes(self) -> None:
         """Image probes of a daemon that was killed mid-probe (the engine does not remove

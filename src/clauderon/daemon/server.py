@@ -137,7 +137,7 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     ca_cert, confdir = ensure_ca(paths.home)
     store = Store(paths.db)
     backend = DockerBackend(paths.instance)
-    directory = ProxySessions(backend)
+    directory = ProxySessions()
     policy = Policy.from_config(config.proxy)
     credentials = CredentialStore(paths.secrets, policy.credential_names())
     proxy = CredentialProxy(
@@ -177,7 +177,6 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     reconciler.cancel()
     manager.consoles.close_all()
     await proxy.stop()
-    await manager.release_network_if_unused()
     store.close()
     log.info("daemon stopped")
     return 0

@@ -1,8 +1,8 @@
 """The mitmproxy addon: attribute, decide, inject, audit.
 
 Every connection is attributed to a session by its proxy credential (`Proxy-Authorization`,
-from the proxy URL the container was given) *and* its source address, which must be that
-session's container on the clauderon network; anything else is refused. Credentials are
+from the proxy URL the container was given) *and* the session's own Unix socket it came in
+on (its peer address, set by proxy/server.py); anything else is refused. Credentials are
 chosen by the real destination of the connection, never by a header the agent writes.
 """
 

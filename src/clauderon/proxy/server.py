@@ -1,10 +1,20 @@
-"""The credential proxy inside the daemon: mitmproxy as a library, on the daemon's loop."""
+"""The credential proxy inside the daemon: mitmproxy as a library, on the daemon's loop.
+
+Sessions reach it through one Unix socket each (`sessions/<name>/proxy/p.sock`, mounted
+read-only into the container, where a small forwarder joins it to 127.0.0.1). Every
+connection accepted on a session's socket is handed to mitmproxy's regular-mode server
+with a peer address that names that session: which socket a connection came in on is
+what the engine and the kernel decide, so a container cannot claim another's. mitmproxy
+listens on no network at all (tests and benchmarks may add a loopback TCP listener).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -13,6 +23,7 @@ import httpx
 from mitmproxy import options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
+from mitmproxy.proxy import mode_servers
 
 from ..config import ProxyConfig
 from ..errors import ClauderonError
@@ -23,6 +34,55 @@ from .policy import Policy
 
 log = logging.getLogger(__name__)
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+SOCKET_NAME = "p.sock"  # inside the session's proxy directory
+SESSION_PEER_PREFIX = "session:"  # the peer "host" of a connection from a session socket
+
+
+def session_peer(name: str) -> str:
+    """The peer address the proxy gives connections from session `name`'s socket (never a
+    network address, so nothing that arrives over TCP can carry it)."""
+    return f"{SESSION_PEER_PREFIX}{name}"
+
+
+class _SessionWriter:
+    """An asyncio StreamWriter whose peer is the session (mitmproxy reads it once)."""
+
+    def __init__(self, writer: asyncio.StreamWriter, peer: tuple[str, int]):
+        self._writer = writer
+        self._peer = peer
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peer
+        if name == "sockname":
+            return ("127.0.0.1", 0)
+        return self._writer.get_extra_info(name, default)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
+def bind_unix(directory: Path) -> socket.socket:
+    """A listening Unix socket `directory/p.sock`, bound through the directory's file
+    descriptor so the path length (108 bytes for sun_path) never depends on the home."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / SOCKET_NAME
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(f"/proc/self/fd/{fd}/{SOCKET_NAME}")
+        # The container runs as the user (or root without capabilities): only they connect.
+        os.chmod(path, 0o600)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.close(fd)
+    sock.setblocking(False)
+    return sock
 
 
 class ProxyError(ClauderonError):
@@ -64,13 +124,19 @@ class CredentialProxy:
         self._master: Master | None = None
         self._task: asyncio.Task[None] | None = None
         self.listen_host: str | None = None
+        self._instance: mode_servers.ServerInstance[Any] | None = None
+        self._sockets: dict[str, tuple[asyncio.AbstractServer, Path]] = {}
+        self._ids = itertools.count(1)
 
-    async def start(self, listen_host: str) -> None:
-        check_port_free(listen_host, self.port)
+    async def start(self, listen_host: str | None = None) -> None:
+        """Start mitmproxy on the daemon's loop; with `listen_host` (tests, benchmarks)
+        it also listens on TCP there, at the configured port."""
+        if listen_host is not None:
+            check_port_free(listen_host, self.port)
         for name in ("mitmproxy", "mitmproxy.proxy.server"):
             logging.getLogger(name).setLevel(logging.WARNING)
         opts = options.Options(
-            mode=[f"regular@{listen_host}:{self.port}"],
+            mode=[f"regular@{listen_host}:{self.port}"] if listen_host else [],
             confdir=str(self.confdir),
         )
         master = Master(opts)
@@ -94,24 +160,66 @@ class CredentialProxy:
         self._master = master
         self._task = asyncio.create_task(master.run(), name="credential-proxy")
         server = master.addons.get("proxyserver")
+        # The server every session socket's connections go to (it listens nowhere itself).
+        self._instance = mode_servers.ServerInstance.make("regular", server)
+        expected = 1 if listen_host else 0
         for _ in range(200):
             instances = list(server.servers)
-            if instances and all(i.is_running for i in instances):
+            ready = len(instances) >= expected and all(i.is_running for i in instances)
+            if ready and server.is_running:
                 break
             if self._task.done():
                 break
             await asyncio.sleep(0.01)
         failed = [i.last_exception for i in server.servers if i.last_exception]
-        if self._task.done() or failed or not list(server.servers):
+        if self._task.done() or failed or len(list(server.servers)) < expected:
             await self.stop()
             reason = failed[0] if failed else "it stopped at once"
-            raise ProxyError(
-                f"the credential proxy could not start on {listen_host}:{self.port}: {reason}"
-            )
+            raise ProxyError(f"the credential proxy could not start: {reason}")
         self.listen_host = listen_host
-        log.info("credential proxy listening on %s:%s", listen_host, self.port)
+        if listen_host:
+            log.info("credential proxy also listening on %s:%s", listen_host, self.port)
+
+    async def open_session(self, name: str, directory: Path) -> Path:
+        """Listen on the session's socket (`directory/p.sock`), replacing any old one."""
+        self.close_session(name)
+        sock = bind_unix(directory)
+        peer = session_peer(name)
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            instance = self._instance
+            if instance is None:
+                writer.close()
+                return
+            # A distinct port per connection keeps mitmproxy's per-client bookkeeping apart.
+            wrapped = _SessionWriter(writer, (peer, next(self._ids) % 65536))
+            try:
+                await instance.handle_stream(reader, wrapped)  # type: ignore[arg-type]
+            finally:
+                writer.close()
+
+        server = await asyncio.start_unix_server(accept, sock=sock)
+        path = directory / SOCKET_NAME
+        self._sockets[name] = (server, path)
+        return path
+
+    def close_session(self, name: str) -> None:
+        """Stop listening on the session's socket and remove it (idempotent)."""
+        entry = self._sockets.pop(name, None)
+        if entry is None:
+            return
+        server, path = entry
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def has_session(self, name: str) -> bool:
+        return name in self._sockets
 
     async def stop(self) -> None:
+        for name in list(self._sockets):
+            self.close_session(name)
+        self._instance = None
         if self._master is not None:
             # mitmproxy closes its listeners only when its modes change, not on shutdown:
             # without this the address stays taken for as long as the daemon runs.
