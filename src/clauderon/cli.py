@@ -19,6 +19,7 @@ import typer
 
 from . import __version__
 from .client import Client
+from .display import printable
 from .errors import ClauderonError
 
 app = typer.Typer(
@@ -49,12 +50,17 @@ def client() -> Client:
     return _client
 
 
+def echo(message: str = "") -> None:
+    """Print a line; whatever a session put in it cannot drive the terminal."""
+    typer.echo(printable(message))
+
+
 def err(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(printable(message), err=True)
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    typer.echo(json.dumps(data, indent=2, default=str))  # JSON escapes control characters
 
 
 def complete_session_name(incomplete: str) -> list[str]:
@@ -206,14 +212,12 @@ def create(
     if as_json:
         print_json(session)
         return
-    typer.echo(
-        f"Session {session['name']} is running ({session['agent']} in {session['container']})."
-    )
-    typer.echo(f"  worktree: {session['worktree']} (branch {session['branch']})")
+    echo(f"Session {session['name']} is running ({session['agent']} in {session['container']}).")
+    echo(f"  worktree: {session['worktree']} (branch {session['branch']})")
     if session["print_mode"]:
-        typer.echo(f"  output:   clauderon logs {session['name']} -f")
+        echo(f"  output:   clauderon logs {session['name']} -f")
     else:
-        typer.echo(f"  attach:   clauderon attach {session['name']}")
+        echo(f"  attach:   clauderon attach {session['name']}")
 
 
 # --- reading --------------------------------------------------------------------------
@@ -230,7 +234,7 @@ def list_sessions(
         print_json(sessions)
         return
     if not sessions:
-        typer.echo("No sessions. Start one with: clauderon create --repo PATH --prompt TEXT")
+        echo("No sessions. Start one with: clauderon create --repo PATH --prompt TEXT")
         return
     rows = [("NAME", "STATE", "AGENT", "STATUS", "WORK", "IMAGE", "AGE", "REPO")]
     problems = [(s["name"], s["error"]) for s in sessions if s.get("error")]
@@ -254,9 +258,7 @@ def list_sessions(
     for name, error in problems:
         err(f"{name}: {error}")
     for row in rows:
-        typer.echo(
-            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        )
+        echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
 
 
 def _work(s: dict[str, Any]) -> str:
@@ -278,7 +280,10 @@ def _work(s: dict[str, Any]) -> str:
 
 @app.command()
 def attach(name: str = SESSION_NAME) -> None:
-    """Attach this terminal to a session's agent (detaching leaves it running)."""
+    """Attach this terminal to a session's agent (detaching leaves it running).
+
+    The agent's terminal output reaches yours as it is (raw, escape sequences included):
+    that is what attaching is."""
     from .terminal import DETACH_HUMAN, console_path, run
 
     client().request("GET", f"/api/sessions/{name}/attach")  # checks it, starts it if stopped
@@ -289,7 +294,7 @@ def attach(name: str = SESSION_NAME) -> None:
     err(f"Attached to {name}. Detach with {DETACH_HUMAN}: the agent keeps running.")
     with client().websocket(console_path(name)) as ws:
         outcome = run(ws)
-    err(f"\r\nclauderon: {outcome}.")
+    typer.echo(f"\r\nclauderon: {printable(outcome)}.", err=True)  # the terminal is raw
 
 
 @app.command()
@@ -298,7 +303,8 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
     tail: int | None = typer.Option(None, "--tail", help="Only the last N lines."),
 ) -> None:
-    """Print the output of a session's container."""
+    """Print the output of a session's container, raw: escape sequences included, as the
+    agent's terminal wrote them (pipe it through `cat -v` to see them instead)."""
     params: dict[str, Any] = {"follow": follow}
     if tail is not None:
         params["tail"] = tail
@@ -318,21 +324,21 @@ def logs(
 def stop(name: str = SESSION_NAME) -> None:
     """Stop a session's container (the worktree and the conversation are kept)."""
     client().request("POST", f"/api/sessions/{name}/stop")
-    typer.echo(f"Stopped {name}. Start it again with: clauderon start {name}")
+    echo(f"Stopped {name}. Start it again with: clauderon start {name}")
 
 
 @app.command()
 def start(name: str = SESSION_NAME) -> None:
     """Start a stopped session; its agent continues the same conversation."""
     _run_with_progress("POST", f"/api/sessions/{name}/start")
-    typer.echo(f"Started {name}.")
+    echo(f"Started {name}.")
 
 
 @app.command()
 def archive(name: str = SESSION_NAME) -> None:
     """Remove a session's container but keep its worktree and branch."""
     client().request("POST", f"/api/sessions/{name}/archive")
-    typer.echo(
+    echo(
         f"Archived {name}: container removed, worktree kept. "
         f"Bring it back with: clauderon unarchive {name}"
     )
@@ -342,7 +348,7 @@ def archive(name: str = SESSION_NAME) -> None:
 def unarchive(name: str = SESSION_NAME) -> None:
     """Recreate an archived session's container from its record."""
     _run_with_progress("POST", f"/api/sessions/{name}/unarchive")
-    typer.echo(f"Unarchived {name}: it is running again.")
+    echo(f"Unarchived {name}: it is running again.")
 
 
 @app.command()
@@ -354,7 +360,7 @@ def refresh(name: str = SESSION_NAME) -> None:
             f"warning: could not pull {result['session']['image']} ({result['warning']}); "
             "recreated from the local image"
         )
-    typer.echo(f"Refreshed {name}.")
+    echo(f"Refreshed {name}.")
 
 
 @app.command()
@@ -366,27 +372,25 @@ def delete(
 ) -> None:
     """Delete a session: container, worktree and branch. Refuses to lose work."""
     result = client().request("DELETE", f"/api/sessions/{name}", params={"force": force})
-    typer.echo(f"Deleted {name}.")
+    echo(f"Deleted {name}.")
     if result.get("saved_ref"):
-        typer.echo(f"Its work was saved as {result['saved_ref']}. Get it back with:")
-        typer.echo(f"  {result['restore_hint']}")
+        echo(f"Its work was saved as {result['saved_ref']}. Get it back with:")
+        echo(f"  {result['restore_hint']}")
     for branch in result.get("agent_branches", []):
-        typer.echo(
-            f"The agent's branch {branch} is kept as refs/clauderon/{name}/branches/{branch}."
-        )
+        echo(f"The agent's branch {branch} is kept as refs/clauderon/{name}/branches/{branch}.")
 
 
 @app.command()
 def send(name: str = SESSION_NAME, text: str = typer.Argument(..., help="The message.")) -> None:
     """Type a message into the running agent and press Enter, without attaching."""
     client().request("POST", f"/api/sessions/{name}/send", json={"text": text})
-    typer.echo(f"Sent to {name}.")
+    echo(f"Sent to {name}.")
 
 
 @app.command()
 def screen(name: str = SESSION_NAME) -> None:
     """Print what the agent's terminal shows now."""
-    typer.echo(client().request("GET", f"/api/sessions/{name}/screen")["text"].rstrip())
+    echo(client().request("GET", f"/api/sessions/{name}/screen")["text"].rstrip())
 
 
 # --- review and land ------------------------------------------------------------------
@@ -459,7 +463,7 @@ def commit(
         print_json(result)
         return
     files = result["files"]
-    typer.echo(f"Committed {len(files)} file(s) on {result['branch']} as {result['commit'][:12]}.")
+    echo(f"Committed {len(files)} file(s) on {result['branch']} as {result['commit'][:12]}.")
 
 
 @app.command()
@@ -486,13 +490,13 @@ def merge(
         print_json(result)
         return
     if result["already_merged"]:
-        typer.echo(f"{result['into']} already has every commit of {name}; marked merged.")
+        echo(f"{result['into']} already has every commit of {name}; marked merged.")
         return
     how = "fast-forward" if result["fast_forward"] and mode != "squash" else mode
-    typer.echo(f"Merged {name} into {result['into']} ({how}): now {result['commit'][:12]}.")
+    echo(f"Merged {name} into {result['into']} ({how}): now {result['commit'][:12]}.")
     if result["checkout_updated"]:
-        typer.echo(f"  updated the checkout at {result['checkout_updated']}")
-    typer.echo(f"  delete the session when done: clauderon delete {name}")
+        echo(f"  updated the checkout at {result['checkout_updated']}")
+    echo(f"  delete the session when done: clauderon delete {name}")
 
 
 @app.command()
@@ -507,7 +511,7 @@ def push(
     if as_json:
         print_json(result)
         return
-    typer.echo(f"Pushed {result['branch']} to {remote} ({result['status'] or 'done'}).")
+    echo(f"Pushed {result['branch']} to {remote} ({result['status'] or 'done'}).")
 
 
 @app.command()
@@ -537,14 +541,14 @@ def pr(
         return
     if result["existing"]:
         err(f"{name} already has a pull request:")
-    typer.echo(result["url"])
+    echo(result["url"])
 
 
 @token_app.command("create")
 def token_create(name: str = typer.Option("default", "--name", help="A label for it.")) -> None:
-    """Make an API token for `clauderon daemon --listen` beyond loopback (shown once)."""
+    """Make an API token for `clauderon daemon --listen` (shown once)."""
     token = client().request("POST", "/api/tokens", json={"name": name})
-    typer.echo(token["token"])
+    echo(token["token"])
     err(
         f"Token {token['id']} ({name}) created; it is shown only now. Send it as "
         "`Authorization: Bearer <token>`."
@@ -555,14 +559,14 @@ def token_create(name: str = typer.Option("default", "--name", help="A label for
 def token_list() -> None:
     """The API tokens (ids and names; the tokens themselves are not kept)."""
     for token in client().request("GET", "/api/tokens"):
-        typer.echo(f"{token['id']}  {token['name']:<20} {token['created_at'][:19]}")
+        echo(f"{token['id']}  {token['name']:<20} {token['created_at'][:19]}")
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: str) -> None:
     """Revoke an API token."""
     client().request("DELETE", f"/api/tokens/{token_id}")
-    typer.echo(f"Revoked {token_id}.")
+    echo(f"Revoked {token_id}.")
 
 
 @app.command("set-access-mode")
@@ -571,7 +575,7 @@ def set_access_mode(
 ) -> None:
     """Change what a running session may write; applies to its next request."""
     client().request("POST", f"/api/sessions/{name}/access-mode", json={"access_mode": mode})
-    typer.echo(f"{name} is now {mode}.")
+    echo(f"{name} is now {mode}.")
 
 
 @app.command()
@@ -591,10 +595,10 @@ def audit(
 
     def show(entry: dict[str, Any]) -> None:
         if as_json:
-            typer.echo(json.dumps(entry))
+            echo(json.dumps(entry))
             return
         injected = f" +{entry['credential']}" if entry.get("credential") else ""
-        typer.echo(
+        echo(
             f"{entry['ts'][:19]}  {entry.get('session') or '-':<24} {entry['status']} "
             f"{entry['decision']:<18} {entry['method']} {entry['host']}"
             f"{entry.get('path', '')}{injected}"
@@ -627,9 +631,9 @@ def config_credentials(as_json: bool = typer.Option(False, "--json")) -> None:
     for row in rows:
         if row["source"]:
             extra = " (refreshed by the proxy)" if row["refreshable"] else ""
-            typer.echo(f"{row['name']:<20} {row['masked']:<12} {row['source']}{extra}")
+            echo(f"{row['name']:<20} {row['masked']:<12} {row['source']}{extra}")
         else:
-            typer.echo(
+            echo(
                 f"{row['name']:<20} {'not set':<12} "
                 f"(${' or $'.join(row['env'])}, or clauderon config set-credential "
                 f"{row['name']})"
@@ -648,7 +652,7 @@ def config_set_credential(name: str) -> None:
     else:
         value = sys.stdin.read()
     client().request("PUT", f"/api/credentials/{name}", json={"value": value})
-    typer.echo(f"Stored {name}; the proxy uses it from the next request.")
+    echo(f"Stored {name}; the proxy uses it from the next request.")
 
 
 # --- maintenance ----------------------------------------------------------------------
@@ -664,20 +668,20 @@ def clean_cache(
     if not force:
         for volume in client().request("GET", "/api/cache"):
             if not volume["exists"]:
-                typer.echo(f"{volume['name']}: not created yet")
+                echo(f"{volume['name']}: not created yet")
                 continue
             size = format_bytes(volume["size"]) if volume["size"] is not None else "size unknown"
             users = ", ".join(volume["sessions"]) or "no sessions"
-            typer.echo(f"{volume['name']}: {size}, used by {users}")
-        typer.echo("Nothing removed (dry run). Remove with: clauderon clean-cache --force")
+            echo(f"{volume['name']}: {size}, used by {users}")
+        echo("Nothing removed (dry run). Remove with: clauderon clean-cache --force")
         return
     result = client().request("DELETE", "/api/cache")
     for name in result["removed"]:
-        typer.echo(f"Removed {name}")
+        echo(f"Removed {name}")
     for kept in result["kept"]:
-        typer.echo(f"Kept {kept['name']}: {kept['reason']}")
+        echo(f"Kept {kept['name']}: {kept['reason']}")
     if not result["removed"] and not result["kept"]:
-        typer.echo("No cache volumes to remove.")
+        echo("No cache volumes to remove.")
 
 
 @app.command()
@@ -699,7 +703,7 @@ def reconcile(
     ):
         report = _run_with_progress("POST", "/api/reconcile", params={"remove_orphans": True})
         for name in report["removed_orphans"]:
-            typer.echo(f"Removed {name}")
+            echo(f"Removed {name}")
 
 
 def _print_reconcile(report: dict[str, Any]) -> None:
@@ -728,7 +732,7 @@ def _print_reconcile(report: dict[str, Any]) -> None:
             )
     for path in report["orphan_worktrees"]:
         lines.append(f"Directory {path} belongs to no session (left alone)")
-    typer.echo("\n".join(lines) if lines else "All sessions are in sync.")
+    echo("\n".join(lines) if lines else "All sessions are in sync.")
 
 
 @app.command()
@@ -751,9 +755,9 @@ def doctor() -> None:
     failed = 0
     for check in checks:
         mark = "ok  " if check.ok else ("warn" if check.warning else "FAIL")
-        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+        echo(f"[{mark}] {check.name}: {check.detail}")
         if not check.ok:
-            typer.echo(f"       fix: {check.fix}")
+            echo(f"       fix: {check.fix}")
             failed += 0 if check.warning else 1
     if failed:
         raise typer.Exit(1)
@@ -766,7 +770,9 @@ def doctor() -> None:
 def daemon(
     ctx: typer.Context,
     listen: str | None = typer.Option(
-        None, "--listen", help="Also serve the API on HOST:PORT (tokens beyond loopback)."
+        None,
+        "--listen",
+        help="Also serve the API on HOST:PORT (every request needs a token, loopback too).",
     ),
 ) -> None:
     """Run the daemon in the foreground (with no subcommand)."""
@@ -782,9 +788,9 @@ def daemon_status() -> None:
     """Say whether the daemon runs, and where."""
     health = Client(autostart=False).ping()
     if health is None:
-        typer.echo("The daemon is not running (commands start it on demand).")
+        echo("The daemon is not running (commands start it on demand).")
         raise typer.Exit(3)
-    typer.echo(
+    echo(
         f"The daemon is running: pid {health['pid']}, version {health['version']}, "
         f"home {health['home']}"
     )
@@ -798,7 +804,7 @@ def daemon_stop() -> None:
     c = Client(autostart=False)
     health = c.ping()
     if health is None:
-        typer.echo("The daemon is not running.")
+        echo("The daemon is not running.")
         return
     c.request("POST", "/api/daemon/shutdown")
     for _ in range(300):  # until the process is gone, its proxy port free again
@@ -807,12 +813,12 @@ def daemon_stop() -> None:
         except ProcessLookupError:
             break
         time.sleep(0.05)
-    typer.echo(f"Stopped the daemon (pid {health['pid']}).")
+    echo(f"Stopped the daemon (pid {health['pid']}).")
 
 
 def version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"clauderon {__version__}")
+        echo(f"clauderon {__version__}")
         raise typer.Exit()
 
 

@@ -5,7 +5,8 @@ GitHub's API is (for `clauderon pr`):
 
     [proxy]
     port = 18100                  # where the forwarder listens in each container (loopback)
-    allow = ["internal.example.com", "*.corp.example"]   # added to the default allowlist
+    allow = ["internal.example.com", "*.corp.example", "git.corp.example:2222"]  # + defaults
+                                      # (a host is reachable on 80/443; host:port for others)
     # allowlist = [...]           # replaces the default allowlist instead
 
     [proxy.rules."api.example.com"]   # inject a credential for another host
@@ -48,6 +49,16 @@ def check_host_pattern(host: str) -> str:
     if not _HOST_RE.fullmatch(host):
         raise ValueError(f"{host!r} is not a host name or *.domain pattern")
     return host
+
+
+def check_allow_entry(entry: str) -> str:
+    """A host pattern, reachable on ports 80 and 443, or `pattern:port` for another port."""
+    host, sep, port = entry.strip().rpartition(":")
+    if sep:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+        return f"{check_host_pattern(host)}:{int(port)}"
+    return check_host_pattern(entry)
 
 
 class RuleConfig(BaseModel):
@@ -99,7 +110,7 @@ class ProxyConfig(BaseModel):
     @field_validator("allow", "allowlist")
     @classmethod
     def _hosts(cls, hosts: list[str] | None) -> list[str] | None:
-        return None if hosts is None else [check_host_pattern(h) for h in hosts]
+        return None if hosts is None else [check_allow_entry(h) for h in hosts]
 
     @field_validator("rules")
     @classmethod

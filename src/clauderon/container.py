@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
 from .agents import Agent, entrypoint_script
 from .agents.provision import CONTAINER_AGENT_DIR
+from .errors import ClauderonError
 from .forwarder import CONTAINER_PATH as FORWARDER_PATH
 from .models import Session
 from .paths import Paths
@@ -206,13 +210,85 @@ def proxy_environment(session: Session, proxy: ProxyInputs) -> dict[str, str]:
 
 def prepare_mountpoints(spec: ContainerSpec, worktree: Path) -> None:
     """Create the mount points inside the worktree as the user, before Docker creates them
-    as root (root-owned directories in a worktree would break its removal later)."""
-    for mount in spec.mounts:
-        if not mount.target.startswith(f"{WORKSPACE}/"):
-            continue
-        point = worktree / mount.target.removeprefix(f"{WORKSPACE}/")
-        if mount.volume or Path(mount.source).is_dir():
-            point.mkdir(parents=True, exist_ok=True)
-        else:
-            point.parent.mkdir(parents=True, exist_ok=True)
-            point.touch(exist_ok=True)
+    as root (root-owned directories in a worktree would break its removal later).
+
+    The worktree is the container's: any part of a mount point's path may be a link the
+    agent planted to a host directory. Each step is taken from an open directory without
+    following links; a link in the way is removed and replaced by what the mount needs,
+    anything else in the way (a file where a directory belongs) is an error."""
+    root = os.open(worktree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for mount in spec.mounts:
+            if not mount.target.startswith(f"{WORKSPACE}/"):
+                continue
+            parts = [p for p in mount.target.removeprefix(f"{WORKSPACE}/").split("/") if p]
+            if not parts or any(p in (".", "..") for p in parts):
+                continue
+            is_dir = mount.volume or Path(mount.source).is_dir()
+            _prepare(root, parts, is_dir, worktree)
+    finally:
+        os.close(root)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _open_dir(parent: int, name: str, where: Path) -> int:
+    """Open (creating it if need be) the directory `name` under `parent`, never through a
+    link: a link there is replaced by a directory."""
+    for _ in range(3):
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=parent)
+        except OSError as exc:  # ELOOP (a link) or ENOTDIR (not a directory)
+            info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if not stat.S_ISLNK(info.st_mode):
+                raise ClauderonError(
+                    f"cannot prepare the mount point {where / name}: it is not a directory "
+                    f"({exc.strerror}); move it away and try again",
+                    code="mountpoint",
+                    status=409,
+                ) from None
+            os.unlink(name, dir_fd=parent)
+    raise ClauderonError(
+        f"cannot prepare the mount point {where / name}: it keeps changing",
+        code="mountpoint",
+        status=409,
+    )
+
+
+def _prepare(root: int, parts: list[str], is_dir: bool, worktree: Path) -> None:
+    fds: list[int] = []
+    try:
+        parent, where = root, worktree
+        leading = parts if is_dir else parts[:-1]
+        for name in leading:
+            parent = _open_dir(parent, name, where)
+            fds.append(parent)
+            where = where / name
+        if is_dir:
+            return
+        name = parts[-1]
+        try:
+            info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            info = None
+        if info is not None and stat.S_ISREG(info.st_mode):
+            return
+        if info is not None and not stat.S_ISDIR(info.st_mode):
+            os.unlink(name, dir_fd=parent)  # a link, a FIFO…: never opened, replaced
+        elif info is not None:
+            raise ClauderonError(
+                f"cannot prepare the mount point {where / name}: it is a directory, "
+                "a file is mounted there; move it away and try again",
+                code="mountpoint",
+                status=409,
+            )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(name, flags, 0o644, dir_fd=parent))
+    finally:
+        for fd in fds:
+            os.close(fd)

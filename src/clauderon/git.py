@@ -96,7 +96,10 @@ class RepoInfo:
 
 def resolve_repo(path: str) -> RepoInfo:
     """Check that `path` is inside a git work tree with at least one commit."""
-    target = Path(path).expanduser()
+    try:
+        target = Path(path).expanduser()
+    except RuntimeError:  # `~user` for a user this machine does not know
+        raise InvalidInput(f"repository path {path!r}: no such user's home directory") from None
     if not target.exists():
         raise InvalidInput(f"repository path {path!r} does not exist")
     if not target.is_dir():

@@ -280,6 +280,11 @@ class Store:
         with self._lock:
             return [r["hash"] for r in self._db.execute("SELECT hash FROM api_tokens")]
 
+    def token_ids_and_hashes(self) -> list[tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, hash FROM api_tokens")
+            return [(r["id"], r["hash"]) for r in rows]
+
     def list_tokens(self) -> list[dict[str, str]]:
         with self._lock:
             rows = self._db.execute(

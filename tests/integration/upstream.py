@@ -1,8 +1,10 @@
 """A recording HTTP server on loopback that stands for the hosts the proxy talks to.
 
 The proxy reaches it through `[proxy.upstreams]`. It records every request's headers,
-answers `200 ok`, streams `/sse` slowly (two events, a pause between them), and serves
-`/oauth/token` like an OAuth token endpoint.
+answers `200 ok`, streams `/sse` slowly (two events, a pause between them), serves
+`/oauth/token` like an OAuth token endpoint, and `/echo` answers 401 with every request
+header echoed in a `WWW-Authenticate` header and in a body sent a few bytes at a time
+(a careless upstream's error page).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ class Seen:
 
 
 class RecordingUpstream:
-    def __init__(self, token_response: dict | None = None, sse_pause: float = 2.0):
+    def __init__(
+        self, token_response: dict | None = None, sse_pause: float = 2.0, host: str = "127.0.0.1"
+    ):
         self.seen: list[Seen] = []
         self.token_response = token_response or {
             "access_token": "fresh-access-token",
@@ -61,8 +65,26 @@ class RecordingUpstream:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _echo(self) -> None:
+                echoed = "\n".join(f"{k}: {v}" for k, v in self.headers.items()).encode()
+                self.send_response(401)
+                self.send_header("content-type", "text/plain")
+                self.send_header(
+                    "www-authenticate", f'Bearer error="{self.headers}"'.replace("\n", " ")
+                )
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                for i in range(0, len(echoed), 7):  # a secret split across chunks
+                    piece = echoed[i : i + 7]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+
             def do_GET(self) -> None:
                 self._record()
+                if self.path.startswith("/echo"):
+                    self._echo()
+                    return
                 if self.path.startswith("/sse"):
                     self.send_response(200)
                     self.send_header("content-type", "text/event-stream")
@@ -88,13 +110,17 @@ class RecordingUpstream:
 
             do_PUT = do_DELETE = do_PATCH = do_POST
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://{self._server.server_address[0]}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
 
     def __enter__(self) -> RecordingUpstream:
         self._thread.start()

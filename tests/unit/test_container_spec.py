@@ -1,5 +1,7 @@
+import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +15,7 @@ from clauderon.container import (
     build_container_spec,
     prepare_mountpoints,
 )
+from clauderon.errors import ClauderonError
 from clauderon.models import Session, SessionStatus
 from clauderon.paths import Paths
 
@@ -164,3 +167,31 @@ def test_mountpoints_are_made_by_the_user(tmp_path):
     assert (tmp_path / ".cargo" / "registry").is_dir()
     assert (tmp_path / ".cache" / "sccache").is_dir()
     assert (tmp_path / ".config" / "git" / "ignore").exists()
+
+
+def test_mountpoints_never_follow_a_planted_link(tmp_path):
+    # What an agent did (issue 9): `.config` and `.cache` linked to a host directory;
+    # `refresh` then created `git/ignore` and `sccache` there.
+    worktree, outside = tmp_path / "worktree", tmp_path / "host-dir"
+    worktree.mkdir()
+    outside.mkdir()
+    (worktree / ".config").symlink_to(outside)
+    (worktree / ".cache").symlink_to(outside)
+    (worktree / ".cargo").mkdir()
+    (worktree / ".cargo" / "registry").symlink_to(outside / "registry")
+    os.mkfifo(outside / "fifo")
+    (worktree / ".clauderon").symlink_to(outside / "fifo")
+    spec = build(make_session(worktree=str(worktree)))
+    prepare_mountpoints(spec, worktree)
+    assert [p.name for p in outside.iterdir()] == ["fifo"]  # nothing created there
+    assert not (worktree / ".config").is_symlink() and (worktree / ".config/git/ignore").is_file()
+    assert (worktree / ".cache" / "sccache").is_dir() and not (worktree / ".cache").is_symlink()
+    assert (worktree / ".cargo" / "registry").is_dir()
+
+
+def test_a_file_where_a_mount_directory_belongs_is_a_clear_error(tmp_path):
+    (tmp_path / ".cargo").write_text("mine")
+    with pytest.raises(ClauderonError) as info:
+        prepare_mountpoints(build(make_session(worktree=str(tmp_path))), tmp_path)
+    assert ".cargo" in info.value.message and "not a directory" in info.value.message
+    assert (tmp_path / ".cargo").read_text() == "mine"

@@ -244,3 +244,8 @@ def test_two_saves_in_one_second_keep_both(repo, tmp_path):
     assert first != second
     refs = git("for-each-ref", "--format=%(refname)", "refs/clauderon/s1/", cwd=repo).split()
     assert sorted(refs) == sorted([first, second])
+
+
+def test_an_unknown_users_home_is_a_clear_error():
+    with pytest.raises(InvalidInput, match="no such user's home"):
+        cgit.resolve_repo("~no-such-user-0")

@@ -16,9 +16,16 @@ from clauderon.proxy.credentials import CredentialStore, mask
 from clauderon.proxy.policy import (
     PLACEHOLDER,
     Policy,
+    SecretScrubber,
     access_allows,
+    address_forbidden,
+    authority_matches,
     carries_placeholder,
     host_matches,
+    is_model_call,
+    masked,
+    normalise_path,
+    secret_forms,
 )
 
 
@@ -190,3 +197,140 @@ def test_audit_log_rotates_and_filters(tmp_path):
     recent = log.read("s1", limit=3)
     assert [e["n"] for e in recent] == [95, 97, 99]
     assert oct(os.stat(tmp_path / "audit.jsonl").st_mode & 0o777) == "0o600"
+
+
+# --- findings of the security test (issue 9) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/messages/../files"),
+        ("DELETE", "/v1/messages/%2e%2e/files/file_123"),
+        ("DELETE", "/v1/messages/%2E%2E/files/file_123"),
+        ("POST", "/v1/messages/./../files"),
+        ("POST", "/v1/messages/%2f..%2ffiles"),
+        ("POST", "/v1/messages/..%5cfiles"),
+        ("POST", "/v1/messages/%252e%252e/files"),
+        ("POST", "/v1/messages//../files"),
+        ("POST", "/v1/messages\\..\\files"),
+        ("POST", "/v1/messages/%ff/x"),
+        ("POST", "v1/messages"),
+    ],
+)
+def test_read_only_refuses_ambiguous_paths(method, path):
+    assert not access_allows(AccessMode.READ_ONLY, method, "api.anthropic.com", path)
+    assert not is_model_call("api.anthropic.com", method, path)
+
+
+def test_paths_are_decided_normalised():
+    assert normalise_path("/v1/%6Dessages?x=/../y") == "/v1/messages"
+    assert normalise_path("/v1/messages/") == "/v1/messages/"
+    assert normalise_path("/v1/a%2Fb") is None
+    assert access_allows(AccessMode.READ_ONLY, "POST", "api.anthropic.com", "/v1/%6Dessages")
+    assert access_allows(AccessMode.READ_ONLY, "GET", "api.anthropic.com", "/v1/../files")
+
+
+@given(st.text(alphabet="/.%2eEfF5cC", max_size=30))
+def test_a_normalised_path_never_holds_a_dot_segment(path):
+    route = normalise_path("/" + path)
+    if route is not None:
+        assert ".." not in route.split("/") and "." not in route.split("/")
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "authority", "match"),
+    [
+        ("api.openai.com", 443, "api.openai.com", True),
+        ("api.openai.com", 443, "API.OpenAI.com.", True),
+        ("api.openai.com", 443, "api.openai.com:443", True),
+        ("api.openai.com", 443, None, True),
+        ("api.openai.com", 443, "attacker.example", False),
+        ("api.openai.com", 443, "api.openai.com:8443", False),
+        ("api.openai.com", 443, "api.openai.com.attacker.example", False),
+        ("::1", 80, "[::1]:80", True),
+        ("api.openai.com", 443, "", False),
+    ],
+)
+def test_the_name_sent_upstream_must_be_the_destination(host, port, authority, match):
+    assert authority_matches(host, port, authority) is match
+
+
+def test_ports_count_for_egress_and_config():
+    policy = Policy(allowlist=("github.com", "internal.example:8443"))
+    assert policy.egress_allows("github.com", Egress.ALLOWLIST, 443)
+    assert policy.egress_allows("github.com", Egress.ALLOWLIST, 80)
+    assert not policy.egress_allows("github.com", Egress.ALLOWLIST, 22)
+    assert policy.egress_allows("internal.example", Egress.ALLOWLIST, 8443)
+    assert not policy.egress_allows("internal.example", Egress.ALLOWLIST, 443)
+    assert all(rule.port == 443 for rule in Policy().rules)
+
+
+def test_allow_entries_take_a_port(tmp_path):
+    (tmp_path / "config.toml").write_text('[proxy]\nallow = ["Git.Example:2222"]\n')
+    assert load_config(tmp_path / "config.toml").proxy.allow == ["git.example:2222"]
+    (tmp_path / "config.toml").write_text('[proxy]\nallow = ["git.example:99999"]\n')
+    with pytest.raises(ConfigError):
+        load_config(tmp_path / "config.toml")
+
+
+@pytest.mark.parametrize(
+    ("address", "forbidden"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", True),
+        ("0.1.2.3", True),
+        ("169.254.169.254", True),
+        ("fe80::1%eth0", True),
+        ("224.0.0.1", True),
+        ("172.17.0.1", True),  # one of this machine's own (given below)
+        ("93.184.215.14", False),
+        ("10.1.2.3", False),
+        ("2606:4700::1", False),
+        ("not-an-address", True),
+    ],
+)
+def test_the_proxy_never_connects_to_this_machine(address, forbidden):
+    assert address_forbidden(address, {"172.17.0.1", "192.0.2.2"}) is forbidden
+
+
+def test_upstream_targets_are_the_named_ones():
+    policy = Policy(upstreams={"api.anthropic.com": "http://127.0.0.1:9/x", "a.b": "https://gw"})
+    assert policy.upstream_targets() == {("127.0.0.1", 9), ("gw", 443)}
+
+
+def test_echoed_secrets_are_replaced_in_every_form_and_chunking():
+    secret = "ghp_REALSECRETnevergoesintoacontainer0123"
+    forms = secret_forms([secret, "short"], Policy().rules)
+    basic = base64.b64encode(f"x-access-token:{secret}".encode())
+    assert secret.encode() in forms and basic in forms and b"short" not in forms
+    body = b"you sent Authorization: Basic " + basic + b" and token " + secret.encode() + b"!"
+    for size in (1, 3, 7, 40, len(body)):
+        scrubber = SecretScrubber(forms)
+        out = b"".join(scrubber(body[i : i + size]) for i in range(0, len(body), size))
+        out += scrubber(b"")
+        assert secret.encode() not in out and basic not in out
+        assert out.count(PLACEHOLDER.encode()) == 2
+        assert out.startswith(b"you sent Authorization: " + PLACEHOLDER.encode())
+        assert len(out) == len(body) and out.endswith(b"!")  # Content-Length stays true
+
+
+def test_a_scrubbed_stream_holds_back_only_a_possible_secret():
+    secret = b"sk-secret-value-0123456789-abcdefghij"
+    scrubber = SecretScrubber([secret])
+    assert scrubber(b"data: first\n\n") == b"data: first\n\n"  # events are not delayed
+    assert scrubber(b"key sk-sec") == b"key "
+    assert scrubber(secret[6:] + b" done") == masked(secret) + b" done"
+    assert masked(secret).startswith(PLACEHOLDER.encode()) and len(masked(secret)) == len(secret)
+    assert scrubber(b"tail sk-") == b"tail "
+    assert scrubber(b"") == b"sk-"
+
+
+def test_the_store_lists_every_secret_it_holds(tmp_path):
+    store = CredentialStore(
+        tmp_path, [], environ={"ANTHROPIC_API_KEY": "sk-ant-1234567890", "GH_TOKEN": "ghp_1"}
+    )
+    assert set(store.secret_values()) == {"sk-ant-1234567890", "ghp_1"}

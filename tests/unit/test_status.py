@@ -1,13 +1,19 @@
+import os
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pyte
 import pytest
 
 from clauderon.backends import ContainerStatus
-from clauderon.daemon.auth import is_loopback
 from clauderon.daemon.console import render
 from clauderon.daemon.manager import reconcile_due
-from clauderon.daemon.status import effective_status, status_from_report, was_interrupted
+from clauderon.daemon.status import (
+    effective_status,
+    status_from_report,
+    transcript_interrupted,
+    was_interrupted,
+)
 from clauderon.models import AgentStatus, SessionStatus
 
 RUNNING = ContainerStatus("c", "running")
@@ -45,31 +51,31 @@ def test_a_stopped_agent_is_never_working():
     working = AgentStatus.WORKING
     run = SessionStatus.RUNNING
     assert (
-        effective_status(working, run, ContainerStatus("c", "exited", 0), 0, None)
+        effective_status(working, run, ContainerStatus("c", "exited", 0), 0, False)
         == AgentStatus.EXITED
     )
     assert (
-        effective_status(working, run, ContainerStatus("c", "exited", 143), 0, None)
+        effective_status(working, run, ContainerStatus("c", "exited", 143), 0, False)
         == AgentStatus.EXITED
     )
     assert (
-        effective_status(working, run, ContainerStatus("c", "exited", 1), 0, None)
+        effective_status(working, run, ContainerStatus("c", "exited", 1), 0, False)
         == AgentStatus.ERROR
     )
     assert (
-        effective_status(working, run, ContainerStatus("c", "dead", 137), 1, None)
+        effective_status(working, run, ContainerStatus("c", "dead", 137), 1, False)
         == AgentStatus.EXITED
     )
-    assert effective_status(working, run, None, 0, None) == AgentStatus.UNKNOWN
+    assert effective_status(working, run, None, 0, False) == AgentStatus.UNKNOWN
     assert (
-        effective_status(working, run, ContainerStatus("c", "restarting"), 0, None)
+        effective_status(working, run, ContainerStatus("c", "restarting"), 0, False)
         == AgentStatus.UNKNOWN
     )
 
 
 def test_model_calls_in_flight_mean_working():
     assert (
-        effective_status(AgentStatus.WAITING_INPUT, SessionStatus.RUNNING, RUNNING, 1, None)
+        effective_status(AgentStatus.WAITING_INPUT, SessionStatus.RUNNING, RUNNING, 1, False)
         == AgentStatus.WORKING
     )
 
@@ -79,7 +85,9 @@ def test_an_interrupted_turn_waits_for_input(tmp_path):
     transcript.write_text('{"a":1}\n{"message":{"content":"[Request interrupted by user]"}}\n')
     assert was_interrupted(transcript)
     assert (
-        effective_status(AgentStatus.WORKING, SessionStatus.RUNNING, RUNNING, 0, transcript)
+        effective_status(
+            AgentStatus.WORKING, SessionStatus.RUNNING, RUNNING, 0, was_interrupted(transcript)
+        )
         == AgentStatus.WAITING_INPUT
     )
     transcript.write_text('{"message":{"content":"[Request interrupted by user]"}}\n{"b":2}\n')
@@ -89,11 +97,11 @@ def test_an_interrupted_turn_waits_for_input(tmp_path):
 
 def test_archived_and_creating():
     assert (
-        effective_status(AgentStatus.WORKING, SessionStatus.ARCHIVED, None, 0, None)
+        effective_status(AgentStatus.WORKING, SessionStatus.ARCHIVED, None, 0, False)
         == AgentStatus.EXITED
     )
     assert (
-        effective_status(AgentStatus.WORKING, SessionStatus.CREATING, None, 0, None)
+        effective_status(AgentStatus.WORKING, SessionStatus.CREATING, None, 0, False)
         == AgentStatus.UNKNOWN
     )
 
@@ -120,15 +128,61 @@ def test_render_redraws_the_screen():
     assert (again.cursor.x, again.cursor.y) == (screen.cursor.x, screen.cursor.y)
 
 
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("::1", True),
-        ("localhost", True),
-        ("0.0.0.0", False),
-        ("192.168.1.5", False),
-    ],
-)
-def test_loopback(host, loopback):
-    assert is_loopback(host) is loopback
+def _transcript_dir(worktree, name="-workspace"):
+    projects = worktree / ".claude" / "projects" / name
+    projects.mkdir(parents=True)
+    return projects
+
+
+INTERRUPTED_LINE = '{"message":{"content":"[Request interrupted by user]"}}\n'
+
+
+def test_the_transcript_is_found_in_any_project(tmp_path):
+    _transcript_dir(tmp_path, "a")
+    (_transcript_dir(tmp_path, "b") / "sid.jsonl").write_text(INTERRUPTED_LINE)
+    assert transcript_interrupted(tmp_path, "sid")
+    assert not transcript_interrupted(tmp_path, "other")
+    assert not transcript_interrupted(tmp_path / "missing", "sid")
+
+
+def test_a_fifo_transcript_never_blocks(tmp_path):
+    # What an agent did (issue 9): its transcript a FIFO; the daemon hung opening it.
+    os.mkfifo(_transcript_dir(tmp_path) / "sid.jsonl")
+    done = threading.Event()
+    result = []
+    worker = threading.Thread(
+        target=lambda: (result.append(transcript_interrupted(tmp_path, "sid")), done.set()),
+        daemon=True,
+    )
+    worker.start()
+    assert done.wait(10), "reading a FIFO transcript blocked"
+    assert result == [False]
+    assert not was_interrupted(tmp_path / ".claude" / "projects" / "-workspace" / "sid.jsonl")
+
+
+def test_links_in_the_transcript_path_are_not_followed(tmp_path):
+    outside = tmp_path / "host"
+    outside.mkdir()
+    (outside / "sid.jsonl").write_text(INTERRUPTED_LINE)
+    worktree = tmp_path / "wt"
+    worktree.mkdir()
+    projects = _transcript_dir(worktree)
+    (projects / "sid.jsonl").symlink_to(outside / "sid.jsonl")
+    assert not transcript_interrupted(worktree, "sid")
+    assert not was_interrupted(projects / "sid.jsonl")
+    (projects / "sid.jsonl").unlink()
+    projects.rmdir()
+    projects.symlink_to(outside)  # a linked project directory
+    assert not transcript_interrupted(worktree, "sid")
+    (worktree / ".claude" / "projects" / "-workspace").unlink()
+    (worktree / ".claude" / "projects").rmdir()
+    (worktree / ".claude" / "projects").symlink_to(tmp_path)  # or the whole tree
+    assert not transcript_interrupted(worktree, "sid")
+
+
+def test_only_the_tail_of_a_big_transcript_is_read(tmp_path):
+    path = _transcript_dir(tmp_path) / "sid.jsonl"
+    with path.open("w") as handle:
+        handle.write('{"x":"' + "y" * 5_000_000 + '"}\n')
+        handle.write(INTERRUPTED_LINE)
+    assert transcript_interrupted(tmp_path, "sid")

@@ -35,7 +35,7 @@ from ..models import (
     PushRequest,
     SessionView,
 )
-from .auth import new_token, over_unix_socket
+from .auth import OpenConnections, Principal, new_token, over_unix_socket
 from .blocking import blocking
 from .manager import SessionManager
 
@@ -125,7 +125,13 @@ async def _run(
     return StreamingResponse(lines(), media_type=NDJSON)
 
 
-def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI:
+def create_app(
+    manager: SessionManager,
+    shutdown: Callable[[], None],
+    connections: OpenConnections | None = None,
+) -> FastAPI:
+    """`connections`: what the TCP gate tracks per credential, so a revoked token's
+    requests and WebSockets are closed at once."""
     app = FastAPI(
         title="clauderon",
         version=__version__,
@@ -206,33 +212,42 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
     async def delete_session(name: str, force: bool = False) -> DeleteResult:
         return await manager.delete(name, force)
 
+    # Every answer about a session is its public view: the raw record holds the session's
+    # proxy and hook tokens, which are the daemon's business only.
+
     @app.post("/api/sessions/{name}/stop")
-    async def stop_session(name: str) -> Any:
-        return await manager.stop(name)
+    async def stop_session(name: str) -> SessionView:
+        return await manager.public_view(await manager.stop(name))
 
     @app.post("/api/sessions/{name}/start", response_model=None)
     async def start_session(name: str, stream: bool = False) -> Any:
-        return await _run(lambda progress: manager.start(name, progress), stream)
+        async def start(progress: Progress) -> SessionView:
+            return await manager.public_view(await manager.start(name, progress))
+
+        return await _run(start, stream)
 
     @app.post("/api/sessions/{name}/archive")
-    async def archive_session(name: str) -> Any:
-        return await manager.archive(name)
+    async def archive_session(name: str) -> SessionView:
+        return await manager.public_view(await manager.archive(name))
 
     @app.post("/api/sessions/{name}/unarchive", response_model=None)
     async def unarchive_session(name: str, stream: bool = False) -> Any:
-        return await _run(lambda progress: manager.unarchive(name, progress), stream)
+        async def unarchive(progress: Progress) -> SessionView:
+            return await manager.public_view(await manager.unarchive(name, progress))
+
+        return await _run(unarchive, stream)
 
     @app.post("/api/sessions/{name}/refresh", response_model=None)
     async def refresh_session(name: str, stream: bool = False) -> Any:
         async def refresh(progress: Progress) -> dict[str, Any]:
             session, warning = await manager.refresh(name, progress)
-            return {"session": session, "warning": warning}
+            return {"session": await manager.public_view(session), "warning": warning}
 
         return await _run(refresh, stream)
 
     @app.post("/api/sessions/{name}/access-mode")
-    async def set_access_mode(name: str, req: AccessModeRequest) -> Any:
-        return await manager.set_access_mode(name, req.access_mode)
+    async def set_access_mode(name: str, req: AccessModeRequest) -> SessionView:
+        return await manager.public_view(await manager.set_access_mode(name, req.access_mode))
 
     @app.post("/api/sessions/{name}/send")
     async def send_message(name: str, req: SendRequest) -> dict[str, str]:
@@ -378,7 +393,8 @@ def create_app(manager: SessionManager, shutdown: Callable[[], None]) -> FastAPI
         _local_only(request)
         if not manager.store.delete_token(token_id):
             raise ClauderonError(f"no token with id {token_id!r}", code="not_found", status=404)
-        return {"id": token_id, "status": "revoked"}
+        closed = connections.revoke(Principal("token", token_id)) if connections else 0
+        return {"id": token_id, "status": "revoked", "closed": str(closed)}
 
     # --- WebSockets ---------------------------------------------------------------------
 

@@ -29,6 +29,18 @@ DEFAULT_ROWS, DEFAULT_COLS = 40, 120
 REDRAW_QUIET, REDRAW_LIMIT = 0.2, 1.5
 VIEWER_QUEUE = 1024
 PASTE_START, PASTE_END = b"\x1b[200~", b"\x1b[201~"
+
+
+def bracketed_paste(text: str) -> bytes:
+    """The message as one bracketed paste. A paste-end marker inside it would end the
+    paste early and turn the rest into keystrokes, so markers are removed until none is
+    left (removing one can join the pieces of another)."""
+    body = text.encode()
+    while PASTE_END in body:
+        body = body.replace(PASTE_END, b"")
+    return PASTE_START + body + PASTE_END
+
+
 # Signals a viewer may send, as the terminal would: the agent sees the key, not a kill.
 SIGNAL_KEYS = {"SIGINT": b"\x03", "SIGQUIT": b"\x1c", "SIGTSTP": b"\x1a"}
 
@@ -164,8 +176,7 @@ class Console:
 
     async def send_message(self, text: str) -> None:
         """Type a message and submit it, as a user would: pasted, then Enter separately."""
-        body = text.encode().replace(PASTE_END, b"")
-        await self.write(PASTE_START + body + PASTE_END)
+        await self.write(bracketed_paste(text))
         await asyncio.sleep(0.15)  # a CR in the same write would be part of the paste
         await self.write(b"\r")
 

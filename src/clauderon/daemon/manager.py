@@ -72,7 +72,7 @@ from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
 from .landing import Landing
-from .status import effective_status, status_from_report
+from .status import effective_status, status_from_report, transcript_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ MAX_PROMPT_BYTES = 100_000  # an argv string is capped at 128 KiB by the kernel
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 CREATE_STEPS = 5
+TRANSCRIPT_TIMEOUT = 2.0  # seconds for reading every transcript `list` needs
 # How often the agent's commits are brought to the host (tests may slow it down).
 SYNC_INTERVAL = float(os.environ.get("CLAUDERON_SYNC_INTERVAL", "1.0"))
 # Delays before each attempt to recreate a missing container, then the daemon gives up.
@@ -242,11 +243,26 @@ class SessionManager(Landing):
         status = AgentStatus.WORKING if working else session.agent_status
         self._publish("agent_status", session, agent_status=status.value, source="proxy")
 
-    def _transcript(self, session: Session) -> Path | None:
-        if session.agent != AgentKind.CLAUDE:
-            return None
-        projects = Path(session.worktree) / ".claude" / "projects"
-        return next(projects.glob(f"*/{session.id}.jsonl"), None)
+    async def _interrupted(self, sessions: list[Session]) -> set[str]:
+        """Sessions whose Claude transcript ends with an interruption (Escape fires no
+        hook). The transcript is the container's file: read in worker threads, without
+        following links or opening special files, and never waited on for long."""
+        asked = [
+            s
+            for s in sessions
+            if s.agent == AgentKind.CLAUDE
+            and s.agent_status == AgentStatus.WORKING
+            and not self.directory.model_calls_in_flight(s.name)
+        ]
+        if not asked:
+            return set()
+        checks = [blocking(transcript_interrupted, Path(s.worktree), s.id) for s in asked]
+        try:
+            found = await asyncio.wait_for(asyncio.gather(*checks), TRANSCRIPT_TIMEOUT)
+        except TimeoutError:
+            log.warning("reading agent transcripts took over %ss; skipped", TRANSCRIPT_TIMEOUT)
+            return set()
+        return {s.name for s, interrupted in zip(asked, found, strict=True) if interrupted}
 
     def _worktree(self, session: Session) -> git.Worktree:
         return git.Worktree(
@@ -370,6 +386,7 @@ class SessionManager(Landing):
         session: Session,
         containers: dict[str, ContainerStatus] | None,
         sync: SyncState | None = None,
+        interrupted: bool = False,
     ) -> SessionView:
         status = None
         if containers is not None and session.container:
@@ -395,13 +412,8 @@ class SessionManager(Landing):
             view.state = "running"  # started behind clauderon's back
         if containers is not None:
             calls = self.directory.model_calls_in_flight(session.name)
-            transcript = (
-                self._transcript(session)
-                if session.agent_status == AgentStatus.WORKING and not calls
-                else None
-            )
             view.agent_status = effective_status(
-                session.agent_status, session.status, status, calls, transcript
+                session.agent_status, session.status, status, calls, interrupted
             )
         return view
 
@@ -421,15 +433,25 @@ class SessionManager(Landing):
     async def list(self, include_archived: bool = False) -> list[SessionView]:
         containers = await self._containers()
         syncs = self._sync_views()
-        return [
-            self.view(s, containers, syncs.get(s.id))
+        sessions = [
+            s
             for s in self.store.list_sessions()
             if include_archived or s.status != SessionStatus.ARCHIVED
         ]
+        interrupted = await self._interrupted(sessions)
+        return [self.view(s, containers, syncs.get(s.id), s.name in interrupted) for s in sessions]
 
     async def get(self, name: str) -> SessionView:
         session = self._get(name)
-        return self.view(session, await self._containers(), self.gitsync.state(session.id))
+        return await self.public_view(session)
+
+    async def public_view(self, session: Session) -> SessionView:
+        """What every route answers about a session: the view, never the raw record
+        (which holds the proxy and hook tokens)."""
+        interrupted = await self._interrupted([session])
+        containers = await self._containers()
+        sync = self.gitsync.state(session.id)
+        return self.view(session, containers, sync, session.name in interrupted)
 
     # --- create ---------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from ..proxy.policy import Policy
 from ..proxy.server import CredentialProxy
 from ..store import Store
 from .api import create_app
-from .auth import TokenGate, is_loopback
+from .auth import OpenConnections, RedactTokens, TokenGate
 from .directory import ProxySessions
 from .events import EventBus
 from .manager import SessionManager
@@ -68,6 +68,7 @@ def setup_logging(paths: Paths) -> None:
         paths.logs / "daemon.log", maxBytes=10 * 1024 * 1024, backupCount=3
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactTokens())  # uvicorn logs WebSocket paths, `?token=` included
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("CLAUDERON_LOG_LEVEL", "INFO").upper())
@@ -151,7 +152,13 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = TokenGate(create_app(manager, shutdown), store)
+    connections = OpenConnections()
+    app = TokenGate(
+        create_app(manager, shutdown, connections),
+        store,
+        connections,
+        listen_host=tcp[0] if tcp else "127.0.0.1",
+    )
     config = uvicorn.Config(
         app, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="off"
     )
@@ -159,8 +166,7 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     sockets = [bind_private_socket(paths.socket)]
     if tcp is not None:
         sockets.append(bind_tcp(*tcp))
-        gate = "no token needed (loopback)" if is_loopback(tcp[0]) else "tokens required"
-        log.info("also listening on %s:%s (%s)", tcp[0], tcp[1], gate)
+        log.info("also listening on %s:%s (tokens required)", tcp[0], tcp[1])
     log.info("daemon %s serving on %s", os.getpid(), paths.socket)
     try:
         await manager.startup()

@@ -8,6 +8,9 @@ shown as `working`.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,10 @@ from ..models import AgentStatus, SessionStatus
 # Exit codes of an agent that was stopped rather than one that failed.
 CLEAN_EXITS = frozenset({0, 130, 137, 143})
 INTERRUPTED = "[Request interrupted by user"
+TAIL_BYTES = 4096
+MAX_PROJECT_DIRS = 1000  # `.claude/projects/*` entries looked at, at most
+# Opening what a container made: never a link, never wait on a FIFO or a device.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 _CLAUDE_EVENTS = {
     "UserPromptSubmit": AgentStatus.WORKING,
@@ -53,8 +60,10 @@ def effective_status(
     lifecycle: SessionStatus,
     container: ContainerStatus | None,
     model_calls: int,
-    transcript: Path | None,
+    interrupted: bool,
 ) -> AgentStatus:
+    """`interrupted`: the transcript ends with an interruption (see `transcript_interrupted`;
+    read off the event loop, as everything in the worktree is the container's)."""
     if lifecycle != SessionStatus.RUNNING and lifecycle != SessionStatus.STOPPED:
         return AgentStatus.UNKNOWN if lifecycle != SessionStatus.ARCHIVED else AgentStatus.EXITED
     if container is None:
@@ -68,19 +77,77 @@ def effective_status(
         return AgentStatus.WORKING
     if reported == AgentStatus.EXITED:
         return AgentStatus.UNKNOWN  # it reported ending, yet runs: restarted since
-    if reported == AgentStatus.WORKING and transcript is not None and was_interrupted(transcript):
+    if reported == AgentStatus.WORKING and interrupted:
         return AgentStatus.WAITING_INPUT
     return reported
 
 
+def _tail(fd: int) -> bytes | None:
+    """The last bytes of an open file, if it is a regular file."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return os.pread(fd, TAIL_BYTES, max(0, info.st_size - TAIL_BYTES))
+
+
+def _interrupted(tail: bytes | None) -> bool:
+    lines = (tail or b"").decode(errors="replace").strip().splitlines()
+    return bool(lines) and INTERRUPTED in lines[-1]
+
+
 def was_interrupted(transcript: Path) -> bool:
-    """Whether the transcript's last entry is an interruption by the user."""
+    """Whether the transcript's last entry is an interruption by the user. Only a regular
+    file is read (a link, a FIFO or a device is not), and only its last 4 KiB."""
     try:
-        with transcript.open("rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - 4096))
-            tail = handle.read().decode(errors="replace").strip().splitlines()
+        fd = os.open(transcript, _OPEN_FLAGS)
     except OSError:
         return False
-    return bool(tail) and INTERRUPTED in tail[-1]
+    try:
+        return _interrupted(_tail(fd))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def transcript_interrupted(worktree: Path, session_id: str) -> bool:
+    """Claude Code's transcript `.claude/projects/*/<id>.jsonl` in the worktree ends with
+    an interruption. The worktree is the container's: every step is taken from an open
+    directory without following a link, and at most MAX_PROJECT_DIRS entries are read.
+    Blocking: call it in a worker thread."""
+    name = f"{session_id}.jsonl"
+    opened: list[int] = []
+    try:
+        fd = os.open(worktree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        opened.append(fd)
+        for part in (".claude", "projects"):
+            fd = os.open(part, _OPEN_FLAGS | os.O_DIRECTORY, dir_fd=fd)
+            opened.append(fd)
+        projects = fd
+        with os.scandir(projects) as entries:
+            for count, entry in enumerate(entries):
+                if count >= MAX_PROJECT_DIRS:
+                    break
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                try:
+                    project = os.open(entry.name, _OPEN_FLAGS | os.O_DIRECTORY, dir_fd=projects)
+                except OSError:
+                    continue
+                try:
+                    transcript = os.open(name, _OPEN_FLAGS, dir_fd=project)
+                except OSError:
+                    continue
+                finally:
+                    os.close(project)
+                try:
+                    return _interrupted(_tail(transcript))
+                finally:
+                    os.close(transcript)
+    except OSError:
+        return False
+    finally:
+        for fd in opened:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return False

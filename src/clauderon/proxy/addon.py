@@ -8,26 +8,37 @@ chosen by the real destination of the connection, never by a header the agent wr
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import ipaddress
+import itertools
 import json
 import logging
 import re
+import socket
 import time
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from mitmproxy import connection, http
+from mitmproxy.proxy import server_hooks
 
 from .audit import AuditLog
 from .credentials import CredentialStore, PostJSON
 from .policy import (
     CREDENTIAL_HEADERS,
+    WEB_PORTS,
     Policy,
+    SecretScrubber,
     SessionPolicy,
     access_allows,
+    address_forbidden,
+    authority_matches,
     carries_placeholder,
     denial_text,
     is_model_call,
+    normalise_path,
+    secret_forms,
 )
 
 log = logging.getLogger(__name__)
@@ -37,6 +48,30 @@ META = "clauderon"
 
 HOOK_HOST = "clauderon.internal"  # agents report their status here; never forwarded
 HOOK_PATH = re.compile(r"/v1/agent-events/([a-z]+)/([A-Za-z_-]+)")
+HOOK_BODY_LIMIT = 1024 * 1024  # a report is a hook's JSON; anything larger is not one
+HOOK_FLOWS_PER_SESSION = 4  # reports buffered at once per session: memory stays bounded
+LOCAL_ADDRESSES_TTL = 2.0
+
+
+def read_local_addresses() -> frozenset[str]:
+    """This machine's own addresses (every interface, the Docker gateways included), from
+    the kernel's tables: the proxy never connects to them for a session."""
+    found: set[str] = set()
+    try:
+        lines = open("/proc/net/fib_trie").read().splitlines()  # noqa: SIM115 - procfs
+    except OSError:
+        lines = []
+    for previous, line in itertools.pairwise(lines):
+        if line.strip().endswith("host LOCAL"):
+            found.add(previous.strip().removeprefix("|-- ").strip())
+    try:
+        with open("/proc/net/if_inet6") as handle:
+            for row in handle:
+                raw = row.split()[0]
+                found.add(str(ipaddress.IPv6Address(int(raw, 16))))
+    except (OSError, ValueError, IndexError):
+        pass
+    return frozenset(found)
 
 
 class SessionDirectory(Protocol):
@@ -89,6 +124,11 @@ class SessionProxy:
         self.audit = audit
         self.post = post
         self._attributed: dict[str, SessionPolicy] = {}
+        self._hook_flows: dict[str, int] = {}
+        self._local: tuple[float, frozenset[str]] = (0.0, frozenset())
+        self._restore_address: dict[str, tuple[str, int]] = {}
+        self._forms: tuple[tuple[str, ...], list[bytes]] = ((), [])
+        self._upstream_targets = policy.upstream_targets()
 
     # --- attribution ----------------------------------------------------------------
 
@@ -133,9 +173,12 @@ class SessionProxy:
         policy = await self._attribute(flow)
         if policy is None:
             return
-        host = flow.request.host
-        if not self.policy.egress_allows(host, policy.egress):
-            self._refuse(flow, policy, 403, "egress", denial_text(host, policy.name, policy.egress))
+        host, port = flow.request.host, flow.request.port
+        if not self.policy.egress_allows(host, policy.egress, port):
+            text = denial_text(_allow_entry(host, port), policy.name, policy.egress)
+            self._refuse(flow, policy, 403, "egress", text)
+        elif self._local_target(host, port):
+            self._refuse(flow, policy, 403, "host", _host_text(host, port))
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.request.method == "CONNECT" or flow.response is not None:
@@ -145,19 +188,38 @@ class SessionProxy:
             return
         request = flow.request
         request.headers.pop("proxy-authorization", None)
-        host = request.host  # where the connection really goes, not the Host header
+        host, port = request.host, request.port  # where the connection really goes
         flow.metadata[META] = {
             "session": policy.name,
             "host": host,
+            "port": port,
+            "scheme": request.scheme,
             "start": time.monotonic(),
             "credential": None,
             "path": request.path.split("?", 1)[0],
         }
         if host == HOOK_HOST:
-            flow.metadata[META]["hook"] = policy  # answered in `request`, once the body is in
+            self._hook_headers(flow, policy)
             return
-        if not self.policy.egress_allows(host, policy.egress):
-            self._refuse(flow, policy, 403, "egress", denial_text(host, policy.name, policy.egress))
+        # Domain fronting: the name the upstream sees (Host/:authority, and the SNI the
+        # agent sent) must be the destination the policy decides on.
+        sni = flow.client_conn.sni if request.scheme == "https" else None
+        if not authority_matches(host, port, request.host_header) or (
+            sni and not authority_matches(host, port, sni)
+        ):
+            named = request.host_header if sni is None else f"{request.host_header} (SNI {sni})"
+            self._refuse(
+                flow,
+                policy,
+                403,
+                "fronting",
+                f"clauderon: the request is for {named} but goes to "
+                f"{_hostport(host, port)}; a request must name the host it is sent to.\n",
+            )
+            return
+        if not self.policy.egress_allows(host, policy.egress, port):
+            text = denial_text(_allow_entry(host, port), policy.name, policy.egress)
+            self._refuse(flow, policy, 403, "egress", text)
             return
         if not access_allows(policy.access_mode, request.method, host, request.path):
             self._refuse(
@@ -172,6 +234,9 @@ class SessionProxy:
             return
         if not await self._inject(flow, policy, host):
             return
+        if self._local_target(host, port):
+            self._refuse(flow, policy, 403, "host", _host_text(host, port))
+            return
         upstream = self.policy.upstream_for(host)
         if upstream:
             self._redirect(flow, upstream)
@@ -180,13 +245,24 @@ class SessionProxy:
             flow.metadata[META]["model_call"] = policy
             self.directory.model_calls(policy, +1)
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        meta = flow.metadata.get(META) or {}
-        policy = meta.get("hook")
-        if policy is None or flow.response is not None:
+    def _hook_headers(self, flow: http.HTTPFlow, policy: SessionPolicy) -> None:
+        """An agent report: the token is checked on the headers and the body is bounded
+        before any of it is read (mitmproxy reads a body only after this hook)."""
+        request = flow.request
+        authorization = request.headers.get("authorization", "")
+        length = request.headers.get("content-length", "0" if request.method == "GET" else "")
+        size = int(length) if length.isdigit() else None
+        if size is None or size > HOOK_BODY_LIMIT or "transfer-encoding" in request.headers:
+            # Answering would mean reading the body first: close the connection instead.
+            self._audit(flow, 413, "denied:hook-size")
+            flow.kill()
             return
-        authorization = flow.request.headers.get("authorization", "")
-        match = HOOK_PATH.fullmatch(meta["path"])
+        if self._hook_flows.get(policy.name, 0) >= HOOK_FLOWS_PER_SESSION:
+            self._audit(flow, 429, "denied:hook-busy")
+            flow.kill()
+            return
+        self._hook_flows[policy.name] = self._hook_flows.get(policy.name, 0) + 1
+        flow.metadata[META]["hook"] = policy  # answered in `request`, once the body is in
         if not policy.hook_token or authorization != f"Bearer {policy.hook_token}":
             self._refuse(
                 flow,
@@ -195,7 +271,25 @@ class SessionProxy:
                 "hook-token",
                 "clauderon: an agent report without the session's token is refused\n",
             )
+
+    def _hook_done(self, flow: http.HTTPFlow) -> None:
+        policy = (flow.metadata.get(META) or {}).pop("hook", None)
+        if policy is not None:
+            left = self._hook_flows.get(policy.name, 1) - 1
+            if left > 0:
+                self._hook_flows[policy.name] = left
+            else:
+                self._hook_flows.pop(policy.name, None)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get(META) or {}
+        policy = meta.get("hook")
+        if policy is None:
             return
+        self._hook_done(flow)
+        if flow.response is not None:
+            return
+        match = HOOK_PATH.fullmatch(meta["path"])
         if flow.request.method != "POST" or match is None:
             self._refuse(flow, policy, 404, "hook", "clauderon: no such report endpoint\n")
             return
@@ -214,7 +308,30 @@ class SessionProxy:
         rules = self.policy.rules_for(host)
         if not rules:
             return True
-        headers = flow.request.headers
+        request = flow.request
+        # Over plain HTTP only to an upstream the user named (its scheme is theirs).
+        if request.scheme != "https" and not self.policy.upstream_for(host):
+            self._refuse(
+                flow,
+                policy,
+                403,
+                "cleartext",
+                f"clauderon: credentials for {host} go over TLS only: use "
+                f"https://{host}{normalise_path(request.path) or '/'}\n",
+            )
+            return False
+        ports = {rule.port for rule in rules} if request.scheme == "https" else {80}
+        if request.port not in ports:
+            self._refuse(
+                flow,
+                policy,
+                403,
+                "port",
+                f"clauderon: credentials for {host} go to port {min(ports)} only, "
+                f"not {request.port}.\n",
+            )
+            return False
+        headers = request.headers
         for name in CREDENTIAL_HEADERS:
             value = headers.get(name)
             if value and not carries_placeholder(value):
@@ -245,6 +362,8 @@ class SessionProxy:
             if secret:
                 headers[rule.header] = rule.render(secret)
                 flow.metadata[META]["credential"] = rule.credential
+                # An echo of the key must come back readable, to be replaced.
+                headers["accept-encoding"] = "identity"
                 break
         return True
 
@@ -259,10 +378,31 @@ class SessionProxy:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
-        flow.response.stream = True  # server-sent events reach the agent as they arrive
         meta = flow.metadata.get(META)
         if meta and meta.get("credential") and flow.response.status_code == 401:
             self.credentials.mark_rejected(meta["credential"])
+        # Whatever an upstream echoes (an error body, a WWW-Authenticate value), the
+        # session gets placeholders, never a real secret: headers now, the body as it
+        # streams through (server-sent events still arrive as they come).
+        scrubber = SecretScrubber(self._secret_forms())
+        headers = flow.response.headers
+        for name, value in list(headers.items(multi=True)):
+            clean = scrubber.scrub(value.encode("utf-8", "surrogateescape"))
+            if clean != value.encode("utf-8", "surrogateescape"):
+                values = [
+                    scrubber.scrub(v.encode("utf-8", "surrogateescape")).decode(
+                        "utf-8", "surrogateescape"
+                    )
+                    for v in headers.get_all(name)
+                ]
+                headers.set_all(name, values)
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if meta and meta.get("credential") and encoding not in ("", "identity"):
+            # Asked for identity, got an encoding: the body cannot be checked; drop it.
+            self._audit(flow, 502, "denied:encoding")
+            flow.kill()
+            return
+        flow.response.stream = scrubber if scrubber.forms else True
 
     def response(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
@@ -271,13 +411,81 @@ class SessionProxy:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._model_call_done(flow)
-        self._audit(flow, 502, "allowed", error=str(flow.error) if flow.error else "error")
+        self._hook_done(flow)
+        error = str(flow.error) if flow.error else "error"
+        decision = "denied:host" if "resolves to this machine" in error else "allowed"
+        self._audit(flow, 502, decision, error=error)
 
     def _model_call_done(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata.get(META) or {}
         policy = meta.pop("model_call", None)
         if policy is not None:
             self.directory.model_calls(policy, -1)
+
+    def _secret_forms(self) -> list[bytes]:
+        values = tuple(self.credentials.secret_values())
+        if self._forms[0] != values:  # a refresh changed a token: recompute once
+            self._forms = (values, secret_forms(values, self.policy.rules))
+        return self._forms[1]
+
+    # --- where the proxy connects -----------------------------------------------------
+
+    def _local_addresses(self) -> frozenset[str]:
+        stamp, addresses = self._local
+        if time.monotonic() - stamp > LOCAL_ADDRESSES_TTL:
+            addresses = read_local_addresses()
+            self._local = (time.monotonic(), addresses)
+        return addresses
+
+    def _local_target(self, host: str, port: int) -> bool:
+        """A destination that names this machine outright (an address or `localhost`)."""
+        if (host.lower(), port) in self._upstream_targets:
+            return False
+        name = host.lower().rstrip(".")
+        if name == "localhost" or name.endswith(".localhost"):
+            return True
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return address_forbidden(host.strip("[]"), self._local_addresses())
+
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Every upstream connection, whatever opened it: resolve the name here, refuse
+        this machine's addresses, and connect to the address that was checked (a second
+        DNS answer cannot switch it). The upstream TLS name is the destination's own,
+        never an SNI the agent chose. An upstream the user named is connected as given."""
+        server = data.server
+        if server.address is None or server.via is not None:
+            return
+        host, port = server.address
+        if server.sni is None or server.sni != host:
+            server.sni = host
+        if (host.lower(), port) in self._upstream_targets:
+            return
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            server.error = f"cannot resolve {host}: {exc}"
+            return
+        addresses = [info[4][0] for info in infos]
+        local = self._local_addresses()
+        if not addresses or any(address_forbidden(a, local) for a in addresses):
+            server.error = f"clauderon: {host} resolves to this machine; refused"
+            return
+        self._restore_address[server.id] = (host, port)
+        server.address = (addresses[0], port)
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        # Give the connection its name back, so requests to the same host reuse it.
+        original = self._restore_address.pop(data.server.id, None)
+        if original is not None:
+            object.__setattr__(data.server, "address", original)
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._restore_address.pop(data.server.id, None)
 
     # --- decisions and the audit log ------------------------------------------------
 
@@ -312,7 +520,32 @@ class SessionProxy:
             "decision": decision,
             "duration_ms": round((time.monotonic() - meta["start"]) * 1000, 1),
         }
+        if meta.get("port") is not None:
+            entry["port"] = meta["port"]
+            entry["scheme"] = meta.get("scheme")
         if meta.get("upstream"):
             entry["upstream"] = meta["upstream"]
+        server = flow.server_conn
+        if server is not None and server.peername:
+            # What was really contacted: the checked address and the TLS name sent there.
+            entry["contacted"] = _hostport(*server.peername[:2])
+            if server.tls and server.sni:
+                entry["sni"] = server.sni
         entry.update(extra)
         self.audit.write(entry)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _allow_entry(host: str, port: int) -> str:
+    """What the user would add to `allow = [...]` for this destination."""
+    return host if port in WEB_PORTS else f"{host}:{port}"
+
+
+def _host_text(host: str, port: int) -> str:
+    return (
+        f"clauderon: {_hostport(host, port)} is this machine; sessions never reach the "
+        "host through the proxy (name a service under [proxy.upstreams] to allow one).\n"
+    )

@@ -148,6 +148,16 @@ class CredentialStore:
     def get(self, name: str) -> Credential | None:
         return self._credentials.get(name)
 
+    def secret_values(self) -> list[str]:
+        """Every real secret the proxy holds (access and refresh tokens), so that none is
+        ever handed back to a session."""
+        values = []
+        for cred in self._credentials.values():
+            values.append(cred.value)
+            if cred.oauth and cred.oauth.refresh_token:
+                values.append(cred.oauth.refresh_token)
+        return values
+
     def describe(self) -> list[dict[str, Any]]:
         rows = []
         for name in self.names:

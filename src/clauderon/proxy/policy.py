@@ -6,7 +6,11 @@ Pure decisions (no I/O), so every branch is unit-tested.
 from __future__ import annotations
 
 import base64
+import ipaddress
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from ..config import ProxyConfig
 from ..models import CREDENTIAL_PLACEHOLDER, AccessMode, Egress
@@ -51,6 +55,9 @@ MODEL_WRITE_PATHS = {
 }
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PLACEHOLDER = CREDENTIAL_PLACEHOLDER
+# Where a host pattern without a port may be reached (web traffic); `host:port` in the
+# allowlist opens another port.
+WEB_PORTS = (80, 443)
 
 
 def host_matches(host: str, pattern: str) -> bool:
@@ -59,6 +66,19 @@ def host_matches(host: str, pattern: str) -> bool:
     if pattern.startswith("*."):
         return host.endswith(pattern[1:])
     return host == pattern
+
+
+def split_pattern(pattern: str) -> tuple[str, tuple[int, ...]]:
+    """`host` → (host, web ports); `host:8443` → (host, (8443,))."""
+    host, sep, port = pattern.rpartition(":")
+    if sep and port.isdigit() and host and not host.endswith("]"):
+        return host, (int(port),)
+    return pattern, WEB_PORTS
+
+
+def address_matches(host: str, port: int, pattern: str) -> bool:
+    pattern_host, ports = split_pattern(pattern)
+    return port in ports and host_matches(host, pattern_host)
 
 
 @dataclass
@@ -82,6 +102,7 @@ class Rule:
     header: str
     format: str  # "{}" is the secret; "basic-x-access-token" is GitHub's git form
     env: tuple[str, ...] = ()  # placeholder variables the container gets
+    port: int = 443  # credentials go over TLS to the service's own port only
 
     def render(self, secret: str) -> str:
         if self.format == "basic-x-access-token":
@@ -136,14 +157,24 @@ class Policy:
             upstreams=dict(config.upstreams),
         )
 
-    def egress_allows(self, host: str, egress: Egress) -> bool:
+    def egress_allows(self, host: str, egress: Egress, port: int = 443) -> bool:
         if egress == Egress.OPEN:
             return True
         hosts = MODEL_HOSTS if egress == Egress.OFF else self.allowlist
-        return any(host_matches(host, pattern) for pattern in hosts)
+        return any(address_matches(host, port, pattern) for pattern in hosts)
 
     def rules_for(self, host: str) -> list[Rule]:
         return [rule for rule in self.rules if host_matches(host, rule.host)]
+
+    def upstream_targets(self) -> frozenset[tuple[str, int]]:
+        """The (host, port) of every upstream the user named: the proxy may connect there
+        even when it is on this machine."""
+        targets = set()
+        for url in self.upstreams.values():
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            targets.add(((parts.hostname or "").lower(), port))
+        return frozenset(targets)
 
     def upstream_for(self, host: str) -> str | None:
         for pattern, url in self.upstreams.items():
@@ -155,22 +186,155 @@ class Policy:
         return list(dict.fromkeys(rule.credential for rule in self.rules))
 
 
+_SEGMENT_OK = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]*")
+
+
+def normalise_path(path: str) -> str | None:
+    """The route a server will see, or None when servers could disagree about it.
+
+    Percent-encoded unreserved characters are decoded; dot segments (`..`, `%2e%2e`),
+    encoded slashes or backslashes, empty segments, control characters and double
+    encoding are ambiguous (a server, a gateway or a framework may each resolve them
+    differently), so the caller refuses them rather than guess."""
+    route = path.split("?", 1)[0].split("#", 1)[0]
+    if not route.startswith("/"):
+        return None
+    segments = route.split("/")[1:]
+    clean = []
+    for i, segment in enumerate(segments):
+        if "%" in segment:
+            try:
+                decoded = unquote(segment, errors="strict")
+            except UnicodeDecodeError:
+                return None
+            if "%" in decoded or "/" in decoded or "\\" in decoded:
+                return None
+            segment = decoded
+        if not _SEGMENT_OK.fullmatch(segment) or segment in (".", ".."):
+            return None
+        if segment == "" and i != len(segments) - 1:
+            return None  # `//`: some servers merge it, some do not
+        clean.append(segment)
+    return "/" + "/".join(clean)
+
+
+def _model_route(host: str, path: str) -> bool:
+    prefixes = next((p for h, p in MODEL_WRITE_PATHS.items() if host_matches(host, h)), ())
+    route = normalise_path(path)
+    if route is None:
+        return False
+    return any(route == p or route.startswith(p + "/") for p in prefixes)
+
+
 def is_model_call(host: str, method: str, path: str) -> bool:
     """A request to the model API proper: while one is in flight, the agent is working."""
-    if method.upper() != "POST":
-        return False
-    prefixes = next((p for h, p in MODEL_WRITE_PATHS.items() if host_matches(host, h)), ())
-    route = path.split("?", 1)[0]
-    return any(route == p or route.startswith(p + "/") for p in prefixes)
+    return method.upper() == "POST" and _model_route(host, path)
 
 
 def access_allows(mode: AccessMode, method: str, host: str, path: str) -> bool:
-    """Read-only sessions may read anything and make only the model calls they need."""
+    """Read-only sessions may read anything and make only the model calls they need,
+    decided on the normalised path (an ambiguous one is refused)."""
     if mode == AccessMode.READ_WRITE or method.upper() in READ_METHODS:
         return True
-    prefixes = next((p for h, p in MODEL_WRITE_PATHS.items() if host_matches(host, h)), ())
-    route = path.split("?", 1)[0]
-    return any(route == p or route.startswith(p + "/") for p in prefixes)
+    return _model_route(host, path)
+
+
+def authority_matches(host: str, port: int, authority: str | None) -> bool:
+    """Whether a `Host`/`:authority` (or SNI, without port) names the destination the
+    policy decided on; anything else is domain fronting."""
+    if authority is None:
+        return True  # HTTP/1.0 without Host: the destination is the request line's
+    value = authority.strip().lower().rstrip(".")
+    if value.startswith("["):
+        name, _, rest = value[1:].partition("]")
+        given_port = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, sep, given_port = value.rpartition(":")
+        if not sep or not given_port.isdigit():
+            name, given_port = value, ""
+    if given_port and (not given_port.isdigit() or int(given_port) != port):
+        return False
+    return name == host.lower().rstrip(".")
+
+
+def address_forbidden(address: str, local: Iterable[str] = ()) -> bool:
+    """Addresses the proxy never connects to for a session: this machine (loopback, its
+    own interface addresses, where the daemon listens), link-local (cloud metadata),
+    unspecified, multicast."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True  # not an address: nothing to connect to
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if (
+        ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_multicast
+        or ip in ipaddress.ip_network("0.0.0.0/8")
+    ):
+        return True
+    return str(ip) in set(local)
+
+
+def secret_forms(secrets: Iterable[str], rules: Iterable[Rule]) -> list[bytes]:
+    """Every form in which a real secret could come back: the value itself and each header
+    value a rule renders from it (GitHub's base64 `x-access-token:` form…), longest first."""
+    forms: set[str] = set()
+    rules = list(rules)
+    for secret in secrets:
+        if len(secret) < 8:
+            continue  # too short to scrub without mangling ordinary text
+        forms.add(secret)
+        for rule in rules:
+            rendered = rule.render(secret)
+            forms.add(rendered)
+            scheme, _, token = rendered.partition(" ")
+            if token and scheme.lower() == "basic":
+                forms.add(token)
+    return sorted((f.encode() for f in forms), key=len, reverse=True)
+
+
+def masked(form: bytes) -> bytes:
+    """The placeholder in a secret's place, at the secret's length (so Content-Length and
+    every other framing of the response stay true)."""
+    return (PLACEHOLDER.encode() + b"*" * len(form))[: len(form)]
+
+
+class SecretScrubber:
+    """Replaces real secrets with the placeholder in a stream of chunks. Only a tail that
+    could be the start of a secret is held back until the next chunk (or the end), so
+    server-sent events are not delayed."""
+
+    def __init__(self, forms: list[bytes]):
+        self.forms = forms
+        self.keep = max((len(f) for f in forms), default=1) - 1
+        self.pending = b""
+
+    def scrub(self, data: bytes) -> bytes:
+        for form in self.forms:
+            if form in data:
+                data = data.replace(form, masked(form))
+        return data
+
+    def _held(self, data: bytes) -> int:
+        for size in range(min(self.keep, len(data)), 0, -1):
+            tail = data[-size:]
+            if any(form.startswith(tail) for form in self.forms):
+                return size
+        return 0
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if not self.forms:
+            return chunk
+        if not chunk:  # the end of the stream: flush what was held back
+            rest, self.pending = self.scrub(self.pending), b""
+            return rest
+        data = self.scrub(self.pending + chunk)
+        cut = len(data) - self._held(data)
+        self.pending = data[cut:]
+        return data[:cut]
 
 
 def carries_placeholder(value: str) -> bool:
