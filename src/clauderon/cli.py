@@ -430,8 +430,12 @@ def diff(
         print_json(client().request("GET", f"/api/sessions/{name}/changes", params={"base": base}))
         return
     tty = sys.stdout.isatty()
-    params = {"stat": stat, "name_only": name_only, "base": base, "color": tty}
+    params = {"stat": stat, "name_only": name_only, "base": base, "color": False}
     chunks = client().stream_bytes("GET", f"/api/sessions/{name}/diff", params=params)
+    if tty:  # the agent's bytes never reach the terminal as control sequences
+        from .display import terminal_diff
+
+        chunks = terminal_diff(chunks, color="NO_COLOR" not in os.environ)
     first = next(chunks, b"")  # an error is printed before any pager starts
     pager = _pager() if tty else None
     out = pager.stdin if pager is not None else sys.stdout.buffer
