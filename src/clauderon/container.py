@@ -1,4 +1,6 @@
-"""From a session record to the container that runs it (pure: unit-tested without Docker)."""
+"""From a session record to the container that runs it: `build_container_spec` is pure
+(unit-tested without Docker); `prepare_mountpoints` is the one part that writes, inside
+the worktree, without following links."""
 
 from __future__ import annotations
 
