@@ -91,6 +91,9 @@ class Session(BaseModel):
     hook_token: str = ""
     agent_status: AgentStatus = AgentStatus.UNKNOWN  # as the agent last reported it
     agent_status_at: datetime | None = None
+    # Why the agent's last model call failed (a 401/403 upstream, egress denied), as the
+    # proxy saw it; cleared by the next call that succeeds.
+    model_error: str | None = None
     # Recovery: how often reconcile tried to recreate a missing container, and when.
     reconcile_attempts: int = 0
     last_reconcile_at: datetime | None = None
@@ -131,6 +134,9 @@ class SessionView(Session):
     exit_code: int | None = None
     state: str = ""  # one word for humans: the status, or what the container says instead
     warnings: list[str] = Field(default_factory=list)  # things the user should know now
+    # Why `agent_status` is `error` when the agent itself did not say so (it cannot reach
+    # its model, or its container exited badly).
+    agent_status_reason: str | None = None
     # Branches the agent created or moved inside, brought back as
     # refs/clauderon/<name>/branches/<branch>.
     agent_branches: list[str] = Field(default_factory=list)

@@ -68,9 +68,9 @@ MIGRATIONS: list[str] = [
 EVENTS_KEPT = 10_000
 EVENTS_PRUNE_EVERY = 500
 
-# Fields written by reports that arrive at any moment (agent hooks), never by a whole
-# record save.
-LIVE_FIELDS = ("agent_status", "agent_status_at")
+# Fields written by reports that arrive at any moment (agent hooks, the proxy's view of
+# model calls), never by a whole record save.
+LIVE_FIELDS = ("agent_status", "agent_status_at", "model_error")
 
 
 class Store:

@@ -177,6 +177,9 @@ class Directory:
     def model_calls(self, policy: SessionPolicy, delta: int) -> None:
         pass
 
+    def model_result(self, policy: SessionPolicy, error: str | None) -> None:
+        pass
+
 
 async def ask(socket_path: Path, token: str | None, hook: str) -> str:
     reader, writer = await asyncio.open_unix_connection(str(socket_path))

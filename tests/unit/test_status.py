@@ -186,3 +186,34 @@ def test_only_the_tail_of_a_big_transcript_is_read(tmp_path):
         handle.write('{"x":"' + "y" * 5_000_000 + '"}\n')
         handle.write(INTERRUPTED_LINE)
     assert transcript_interrupted(tmp_path, "sid")
+
+
+def test_an_agent_that_cannot_reach_its_model_is_an_error_with_the_reason():
+    from clauderon.daemon.status import status_reason
+
+    running = ContainerStatus("c", "running")
+    no_key = "no credential for api.anthropic.com is set on the host"
+    refused = "the model API api.anthropic.com answered 401"
+    # "Not logged in" waits for ever, whatever the agent last reported.
+    assert status_reason(AgentStatus.WORKING, running, 0, None, no_key) == (
+        AgentStatus.ERROR,
+        no_key,
+    )
+    assert status_reason(AgentStatus.WORKING, running, 0, refused, None) == (
+        AgentStatus.ERROR,
+        refused,
+    )
+    # A call in flight: it is working now.
+    assert status_reason(AgentStatus.WORKING, running, 1, refused, None) == (
+        AgentStatus.WORKING,
+        None,
+    )
+    assert status_reason(AgentStatus.WAITING_INPUT, running, 0, None, None) == (
+        AgentStatus.WAITING_INPUT,
+        None,
+    )
+    exited = ContainerStatus("c", "exited", exit_code=3)
+    assert status_reason(AgentStatus.ERROR, exited, 0, None, None) == (
+        AgentStatus.ERROR,
+        "the agent exited with code 3",
+    )

@@ -24,6 +24,7 @@ class ProxySessions:
         # and (session name) when a session's model calls start or stop.
         self.on_report: Callable[[str, str, str, dict[str, Any]], None] = lambda *_: None
         self.on_model_calls: Callable[[str], None] = lambda _: None
+        self.on_model_result: Callable[[str, str | None], None] = lambda _name, _error: None
 
     def register(self, session: Session) -> None:
         if not session.proxy_token:
@@ -59,6 +60,9 @@ class ProxySessions:
         self._model_calls[policy.name] = count
         if count == (1 if delta > 0 else 0):  # started, or all finished
             self.on_model_calls(policy.name)
+
+    def model_result(self, policy: SessionPolicy, error: str | None) -> None:
+        self.on_model_result(policy.name, error)
 
     def model_calls_in_flight(self, name: str) -> int:
         return self._model_calls.get(name, 0)

@@ -72,7 +72,7 @@ from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
 from .landing import Landing
-from .status import effective_status, status_from_report, transcript_interrupted
+from .status import effective_status, status_from_report, status_reason, transcript_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ class SessionManager(Landing):
         self.github_api_url = github.api_url if github else None
         directory.on_report = self._on_agent_report
         directory.on_model_calls = self._on_model_calls
+        directory.on_model_result = self._on_model_result
 
     # --- helpers --------------------------------------------------------------------
 
@@ -234,6 +235,16 @@ class SessionManager(Landing):
             self._publish(
                 "agent_status", session, agent_status=status.value, previous=previous.value
             )
+
+    def _on_model_result(self, name: str, error: str | None) -> None:
+        """What the proxy saw of a model call: its failure (the agent waits on nothing:
+        the user must act), or a success, which clears the last failure."""
+        session = self.store.get_session(name)
+        if session is None or session.model_error == error:
+            return
+        session.model_error = error
+        self.store.update_live_fields(session)
+        self._publish("agent_status", session, model_error=error, source="proxy")
 
     def _on_model_calls(self, name: str) -> None:
         session = self.store.get_session(name)
@@ -414,6 +425,13 @@ class SessionManager(Landing):
             calls = self.directory.model_calls_in_flight(session.name)
             view.agent_status = effective_status(
                 session.agent_status, session.status, status, calls, interrupted
+            )
+            view.agent_status, view.agent_status_reason = status_reason(
+                view.agent_status,
+                status,
+                calls,
+                session.model_error,
+                self.missing_credential_warning(session),
             )
         return view
 

@@ -151,3 +151,26 @@ def transcript_interrupted(worktree: Path, session_id: str) -> bool:
             with contextlib.suppress(OSError):
                 os.close(fd)
     return False
+
+
+def status_reason(
+    status: AgentStatus,
+    container: ContainerStatus | None,
+    model_calls: int,
+    model_error: str | None,
+    missing_credential: str | None,
+) -> tuple[AgentStatus, str | None]:
+    """The status a user should see, and why when it is an error they must act on: an
+    agent that cannot call its model (no credential; the model API refused it; egress
+    denies the model host) waits for nothing, whatever its last report said."""
+    if container is None or container.state != "running":
+        if status == AgentStatus.ERROR and container is not None:
+            return status, f"the agent exited with code {container.exit_code}"
+        return status, None
+    if model_calls > 0:
+        return status, None
+    if missing_credential:
+        return AgentStatus.ERROR, missing_credential
+    if model_error:
+        return AgentStatus.ERROR, model_error
+    return status, None

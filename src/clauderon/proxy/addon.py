@@ -87,6 +87,9 @@ class SessionDirectory(Protocol):
 
     def model_calls(self, policy: SessionPolicy, delta: int) -> None: ...
 
+    def model_result(self, policy: SessionPolicy, error: str | None) -> None:
+        """A model call's outcome: why it failed, or None once one succeeds."""
+
 
 def proxy_token(header: str | None) -> str | None:
     if not header:
@@ -220,6 +223,10 @@ class SessionProxy:
         if not self.policy.egress_allows(host, policy.egress, port):
             text = denial_text(_allow_entry(host, port), policy.name, policy.egress)
             self._refuse(flow, policy, 403, "egress", text)
+            if is_model_call(host, request.method, flow.metadata[META]["path"]):
+                self.directory.model_result(
+                    policy, f"egress ({policy.egress}) denies its model host {host}"
+                )
             return
         if not access_allows(policy.access_mode, request.method, host, request.path):
             self._refuse(
@@ -379,8 +386,19 @@ class SessionProxy:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
         meta = flow.metadata.get(META)
-        if meta and meta.get("credential") and flow.response.status_code == 401:
+        code = flow.response.status_code
+        if meta and meta.get("credential") and code == 401:
             self.credentials.mark_rejected(meta["credential"])
+        if meta and meta.get("model_call") is not None:
+            if code in (401, 403):
+                credential = meta.get("credential") or "none was injected"
+                self.directory.model_result(
+                    meta["model_call"],
+                    f"the model API {meta['host']} answered {code} (credential: "
+                    f"{credential}): check it with `clauderon config credentials`",
+                )
+            elif 200 <= code < 300:
+                self.directory.model_result(meta["model_call"], None)
         # Whatever an upstream echoes (an error body, a WWW-Authenticate value), the
         # session gets placeholders, never a real secret: headers now, the body as it
         # streams through (server-sent events still arrive as they come).

@@ -15,6 +15,7 @@ from textual.containers import Container, ScrollableContainer
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, Static
 
+from ...display import printable
 from ...errors import ClauderonError
 from .. import model
 from ..messages import DaemonBack, DaemonLost, SessionChanged, SessionSelected
@@ -213,6 +214,11 @@ class MainScreen(Screen[None]):
             self._console_timer.stop()
         pane = self.query_one("#detail-pane")
         pane.border_title = f"{name} · {self.detail_mode}" if name else ""
+        # Why the agent is in error when it did not say so itself (it cannot reach its model).
+        reason = (
+            (self.sessions.sessions.get(name) or {}).get("agent_status_reason") if name else None
+        )
+        pane.border_subtitle = printable(reason) if reason else ""
         view = self.query_one(ConsoleView)
         if name is None:
             self.workers.cancel_group(self, "console")
