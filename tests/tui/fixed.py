@@ -79,6 +79,14 @@ AUDIT = [
 ]
 
 
+# An agent's file may carry escape sequences: the pane shows them, never runs them.
+DIFF = (
+    "diff --git a/orders/views.py b/orders/views.py\n"
+    "--- a/orders/views.py\n+++ b/orders/views.py\n@@ -1,2 +1,2 @@\n"
+    " import csv\n-def export(): pass\n+def export(): \x1b]52;c;cm0gLXJmIH4=\x07return csv\n"
+)
+
+
 def screen_bytes(lines: list[str], cols: int = 60) -> bytes:
     out = b"\x1b[2J\x1b[H"
     for i, line in enumerate(lines):
@@ -131,3 +139,6 @@ class FixedDaemon:
 
     async def audit(self, name: str, limit: int) -> list[dict]:
         return [dict(e, session=name) for e in AUDIT]
+
+    async def diff(self, name: str) -> tuple[str, bool]:
+        return DIFF, False

@@ -110,3 +110,25 @@ def test_resize_moves_the_screen_beside_the_list():
             assert app.screen.query_one("#detail-pane").border_title.startswith("add-csv-export")
 
     asyncio.run(scenario())
+
+
+def test_diff_merge_and_pull_request_keys():
+    async def scenario() -> None:
+        app = make_app()
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settle(pilot)
+            await pilot.press("d")
+            await settle(pilot)
+            shown = str(app.screen.query_one("#diff-text").render())
+            assert "+def export(): \\x1b]52;c;cm0gLXJmIH4=\\x07return csv" in shown
+            assert "\x1b" not in shown
+            name = app.screen.sessions.selected["name"]
+            daemon = app.daemon
+            for key, route in (("m", "merge"), ("p", "pr")):
+                await pilot.press(key)
+                await settle(pilot)
+                await pilot.click("#yes")
+                await settle(pilot)
+                assert ("POST", f"/api/sessions/{name}/{route}") in daemon.calls
+
+    asyncio.run(scenario())

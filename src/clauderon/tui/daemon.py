@@ -20,6 +20,10 @@ from ..errors import ClauderonError, DaemonUnavailable
 Progress = Callable[[dict[str, Any]], None]
 
 
+# A dashboard pane is no place for a huge diff: `clauderon diff` shows the rest.
+DIFF_SHOWN = 512 * 1024
+
+
 class Daemon(Protocol):
     """What the dashboard asks of the daemon. Every call may raise ClauderonError."""
 
@@ -30,6 +34,7 @@ class Daemon(Protocol):
     def events(self) -> AsyncIterator[dict[str, Any]]: ...
     def console(self, name: str) -> AsyncIterator[dict[str, Any]]: ...
     async def audit(self, name: str, limit: int) -> list[dict[str, Any]]: ...
+    async def diff(self, name: str) -> tuple[str, bool]: ...
 
 
 class DaemonClient:
@@ -114,6 +119,20 @@ class DaemonClient:
 
     async def audit(self, name: str, limit: int) -> list[dict[str, Any]]:
         return await self.call("GET", "/api/audit", params={"session": name, "limit": limit})
+
+    async def diff(self, name: str) -> tuple[str, bool]:
+        """The session's diff as text (at most DIFF_SHOWN bytes) and whether it was cut."""
+
+        def read() -> tuple[str, bool]:
+            data = b""
+            path = f"/api/sessions/{quote(name)}/diff"
+            for chunk in self.client.stream_bytes("GET", path, params={"color": False}):
+                data += chunk
+                if len(data) > DIFF_SHOWN:
+                    return data[:DIFF_SHOWN].decode(errors="replace"), True
+            return data.decode(errors="replace"), False
+
+        return await asyncio.to_thread(read)
 
     def attach(self, name: str) -> str:
         """`clauderon attach` in this terminal (while the dashboard is suspended)."""

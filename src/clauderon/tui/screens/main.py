@@ -21,6 +21,7 @@ from .. import model
 from ..messages import DaemonBack, DaemonLost, SessionChanged, SessionSelected
 from ..widgets.audit_view import AuditView
 from ..widgets.console_view import ConsoleView
+from ..widgets.diff_view import DiffView
 from ..widgets.session_list import SessionList
 
 # The dialogs are imported when first opened: the first paint does not wait for them.
@@ -40,11 +41,14 @@ class MainScreen(Screen[None]):
         Binding("x", "stop_start", "Stop"),
         Binding("a", "archive", "Archive"),
         Binding("D", "delete", "Delete"),
+        Binding("m", "merge", "Merge"),
+        Binding("p", "pull_request", "PR"),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("A", "toggle_archived", "Show archived", show=False),
         Binding("c", "show('console')", "Screen", show=False),
         Binding("l", "show('audit')", "Audit", show=False),
+        Binding("d", "show('diff')", "Diff", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -73,6 +77,8 @@ class MainScreen(Screen[None]):
                     yield ConsoleView(id="screen")
                 with ScrollableContainer(id="audit"):
                     yield AuditView(id="audit-log")
+                with ScrollableContainer(id="diff"):
+                    yield DiffView(id="diff-text")
         yield Static("", id="banner")
         yield Footer()
 
@@ -227,6 +233,9 @@ class MainScreen(Screen[None]):
         if self.detail_mode == "audit":
             self.load_audit(name)
             return
+        if self.detail_mode == "diff":
+            self.load_diff(name)
+            return
         session = self.sessions.sessions.get(name) or {}
         if not model.is_running(session):
             self.workers.cancel_group(self, "console")
@@ -257,6 +266,15 @@ class MainScreen(Screen[None]):
             view.show(await self.capp.daemon.audit(name, 200))
         except ClauderonError as exc:
             view.update(exc.message)
+
+    @work(exclusive=True, group="console")
+    async def load_diff(self, name: str) -> None:
+        view = self.query_one(DiffView)
+        view.update("reading the changes…")
+        try:
+            view.show(*await self.capp.daemon.diff(name))
+        except ClauderonError as exc:
+            view.update(printable(exc.message))
 
     def action_show(self, mode: str) -> None:
         self.query_one(ContentSwitcher).current = mode
@@ -438,6 +456,58 @@ class MainScreen(Screen[None]):
                 "Refresh",
             ),
             confirmed,
+        )
+
+    def _confirmed_call(
+        self, title: str, text: str, yes: str, path: str, body: dict[str, Any], done: Any
+    ) -> None:
+        """Ask, then POST `body` to `path`; `done(result)` says what happened."""
+        from .confirm import ConfirmScreen
+
+        async def call() -> None:
+            result = await self._do(self.capp.daemon.call("POST", path, json=body))
+            if result is not None:
+                self.notify(printable(done(result)), timeout=10)
+                self.reload()
+
+        def confirmed(yes_pressed: bool | None) -> None:
+            if yes_pressed:
+                self.run_worker(call(), group="action")
+
+        self.app.push_screen(ConfirmScreen(title, text, yes), confirmed)
+
+    def action_merge(self) -> None:
+        session = self._selected()
+        if session is None:
+            return
+        name = session["name"]
+        self._confirmed_call(
+            f"Merge {name}?",
+            "Lands its commits on the branch it was created from, in your repository, "
+            "without touching your checkout behind your back (a clean checkout of that "
+            "branch follows; one in the way is refused). On a conflict nothing changes.",
+            "Merge",
+            f"/api/sessions/{name}/merge",
+            {"mode": "merge"},
+            lambda r: (
+                f"Merged {name} into {r.get('into')}"
+                + (" (already there)" if r.get("already_merged") else "")
+            ),
+        )
+
+    def action_pull_request(self) -> None:
+        session = self._selected()
+        if session is None:
+            return
+        name = session["name"]
+        self._confirmed_call(
+            f"Open a pull request for {name}?",
+            "Pushes its branch with your own git setup, then opens a pull request on "
+            "GitHub with the token from clauderon's credentials.",
+            "Open pull request",
+            f"/api/sessions/{name}/pr",
+            {},
+            lambda r: f"Pull request: {r.get('url')}",
         )
 
     def action_delete(self) -> None:
