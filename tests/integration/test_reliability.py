@@ -174,7 +174,9 @@ def test_a_container_error_is_not_reported_as_the_engine_being_down(
         'FROM clauderon-base:bookworm\nRUN ["/bin/ln", "-sf", "/bin/false", "/bin/sh"]\n'
         "LABEL clauderon.managed=true clauderon.test=broken-shell\n"
     )
-    image, _ = docker_client.images.build(path=str(context), tag="clauderon-test-broken:1")
+    image, _ = docker_client.images.build(
+        path=str(context), tag="clauderon-test-broken:1", rm=True, forcerm=True
+    )
     try:
         result = clauderon.run(
             "create",
