@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 import subprocess
 import threading
@@ -37,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .git import REPO_LOCK, GitError, run_git
+from .git import REPO_LOCK, GitError, remove_tree, run_git
 
 log = logging.getLogger(__name__)
 
@@ -624,8 +623,8 @@ class GitSync:
         with self._lock(session.id):
             tip = read_host_branch(lay) or session.base_commit
             self._repair_admin_dir(lay)
-            shutil.rmtree(lay.git_dir, ignore_errors=True)
-            shutil.rmtree(lay.mirror, ignore_errors=True)
+            remove_tree(lay.git_dir)  # possibly written by an old container: read-only
+            remove_tree(lay.mirror)  # directories included, links never followed
             # The old admin dir was the agent's: its index is copied as data for the
             # container; the host's is rebuilt from the branch.
             state = build_layout(lay, tip, lay.admin_dir / "index")

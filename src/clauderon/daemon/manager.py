@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -635,7 +634,7 @@ class SessionManager(Landing):
                 self.directory.register(session)
                 undo.add("proxy policy", lambda: self.directory.unregister(session))
                 session_dir = self.paths.session_dir(session.name)
-                undo.add("session files", lambda: shutil.rmtree(session_dir, ignore_errors=True))
+                undo.add("session files", lambda: git.remove_tree(session_dir))
                 await self._open_proxy_socket(session)  # closed after the rollback below
                 self._publish("session_created", session)
 
@@ -669,7 +668,7 @@ class SessionManager(Landing):
 
                 report("Preparing the agent's settings")
                 uploads = self.paths.uploads / session.id
-                undo.add("uploads", lambda: shutil.rmtree(uploads, ignore_errors=True))
+                undo.add("uploads", lambda: git.remove_tree(uploads))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
                 self._save(session)
