@@ -44,6 +44,7 @@ from common import (
     BenchHome,
     Stats,
     bench_home,
+    delete_created,
     docker_client,
     log,
     machine_facts,
@@ -377,12 +378,7 @@ def main() -> int:
             result["after"] = {"rss_kb": rss_after, "memory": mem_after}
             log(f"after the measurements: VmRSS {rss_after / 1024:.1f} MiB; {mem_after}")
         finally:
-            start = time.perf_counter()
-            for name in created:
-                home.delete_session(name)
-            log(f"deleted {len(created)} sessions in {time.perf_counter() - start:.1f} s")
-            left = home.check_clean()
-            log("nothing left behind" if not left else f"LEFT BEHIND: {left}")
+            delete_created(home, created)
     # bench_home's close has stopped the daemon and removed the instance's containers and
     # network; say so from the engine's side.
     leftovers = [

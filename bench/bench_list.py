@@ -24,6 +24,8 @@ from common import (
     Stats,
     bench_home,
     clauderon_cmd,
+    delete_created,
+    interleaved,
     log,
     machine_facts,
     print_machine,
@@ -108,22 +110,10 @@ def main() -> int:
             log(f"{with_work} sessions show their work numbers (ahead/behind/files/dirty)")
             states = sorted({s["state"] for s in listed})
             log(f"states: {states}; load average {os.getloadavg()}")
-            for fn in arms.values():  # one unmeasured round: page cache, pyc files
-                fn()
-            keys = list(arms)
-            samples = {k: [] for k in keys}
-            for i in range(args.runs):
-                shift = i % len(keys)
-                for key in keys[shift:] + keys[:shift]:
-                    samples[key].append(arms[key]())
+            samples = interleaved(arms, args.runs)
             log(f"load average after: {os.getloadavg()}")
         finally:
-            start = time.perf_counter()
-            for name in created:
-                home.delete_session(name)
-            log(f"deleted {len(created)} sessions in {time.perf_counter() - start:.1f} s")
-            left = home.check_clean()
-            log("nothing left behind" if not left else f"LEFT BEHIND: {left}")
+            delete_created(home, created)
 
     stats = {k: Stats.of(v) for k, v in samples.items()}
     print()

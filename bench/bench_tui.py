@@ -40,6 +40,8 @@ from common import (
     Stats,
     bench_home,
     clauderon_cmd,
+    delete_created,
+    interleaved,
     log,
     machine_facts,
     print_machine,
@@ -158,7 +160,7 @@ def main() -> int:
                 with ThreadPoolExecutor(8) as pool:
                     list(pool.map(lambda n: home.cli("stop", n), created))
                 log(f"stopped {len(created)} sessions")
-            busy = settle_after_creating(created, args.settle)
+            busy = settle_after_creating(created, home.instance, args.settle)
             log(f"CPU busy {busy:.0%} when measuring starts")
 
             cli = clauderon_cmd()
@@ -199,23 +201,11 @@ def main() -> int:
             log(f"`attach <Tab>` completes {len(got)} names")
             if sorted(got) != sorted(created):
                 raise RuntimeError(f"completion gave {got}")
-            for fn in arms.values():  # one unmeasured round
-                fn()
-            quits.clear()
-            keys = list(arms)
-            samples = {k: [] for k in keys}
-            for i in range(args.runs):
-                shift = i % len(keys)
-                for key in keys[shift:] + keys[:shift]:
-                    samples[key].append(arms[key]())
+            samples = interleaved(arms, args.runs)
+            del quits[0]  # the unmeasured round's
             log(f"load average after: {os.getloadavg()}")
         finally:
-            start = time.perf_counter()
-            for name in created:
-                home.delete_session(name)
-            log(f"deleted {len(created)} sessions in {time.perf_counter() - start:.1f} s")
-            left = home.check_clean()
-            log("nothing left behind" if not left else f"LEFT BEHIND: {left}")
+            delete_created(home, created)
 
     build = command_build_cost(200)
     stats = {k: Stats.of(v) for k, v in samples.items()}

@@ -446,3 +446,27 @@ def settle_after_creating(created: list[str], instance: str, max_wait: float) ->
     if waiting:
         log(f"warning: no agent process seen yet in {waiting}")
     return wait_for_quiet(max_wait=max_wait)
+
+
+def interleaved(arms: dict[str, Callable[[], float]], runs: int) -> dict[str, list[float]]:
+    """One unmeasured round (page cache, pyc files), then `runs` rounds of every arm, the
+    order rotated each round so the machine's drift hits every arm alike."""
+    for measure in arms.values():
+        measure()
+    keys = list(arms)
+    samples: dict[str, list[float]] = {k: [] for k in keys}
+    for i in range(runs):
+        shift = i % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            samples[key].append(arms[key]())
+    return samples
+
+
+def delete_created(home: BenchHome, created: list[str]) -> None:
+    """Delete a benchmark's sessions and say whether anything was left behind."""
+    start = time.perf_counter()
+    for name in created:
+        home.delete_session(name)
+    log(f"deleted {len(created)} sessions in {time.perf_counter() - start:.1f} s")
+    left = home.check_clean()
+    log("nothing left behind" if not left else f"LEFT BEHIND: {left}")
