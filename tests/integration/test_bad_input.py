@@ -163,3 +163,16 @@ def test_ctrl_c_during_create_leaves_nothing(clauderon, big_repo, delay):
     assert proc.returncode == 130, err
     assert "nothing was left behind" in err or "already ended" in err
     assert left == NOTHING_LEFT, err
+
+
+def test_the_api_refuses_a_relative_repository_path(clauderon, repo):
+    """The daemon's working directory is not the caller's: "." would be some other repo."""
+    from clauderon.client import Client
+    from clauderon.errors import ClauderonError
+
+    clauderon.run("list")  # the daemon is up
+    client = Client(clauderon.paths, autostart=False)
+    for relative in (".", "repo", "../repo"):
+        with pytest.raises(ClauderonError, match="must be absolute"):
+            client.request("POST", "/api/sessions", json={"repo": relative, "prompt": "x"})
+    assert clauderon.leftovers(repo) == NOTHING_LEFT

@@ -122,6 +122,7 @@ def api_schema(tmp_path_factory, docker_client):
     daemon = subprocess.Popen(
         [sys.executable, "-m", "clauderon", "daemon", "--listen", f"127.0.0.1:{port}"],
         env=clauderon.env,
+        cwd=home.parent,  # random requests must never reach the repository the tests run in
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

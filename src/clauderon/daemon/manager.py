@@ -530,6 +530,10 @@ class SessionManager(Landing):
         if req.name is not None:
             name = validate_name(req.name)
             self._check_name_free(name, None)
+        if not os.path.isabs(os.path.expanduser(req.repo)):
+            # The daemon's working directory is not the caller's: a relative path would
+            # silently name some other repository (the CLI sends absolute paths).
+            raise InvalidInput(f"repository path {req.repo!r} must be absolute")
         repo = git.resolve_repo(req.repo)
         base_commit = git.resolve_commit(repo, req.base_branch) if req.base_branch else repo.head
         base_ref = git.base_ref(repo, req.base_branch)
