@@ -236,12 +236,17 @@ def test_clean_cache(clauderon, repo, docker_client):
     assert "Nothing removed" in dry
     kept = clauderon.run("clean-cache", "--force").stdout
     assert "Kept clauderon-sccache" in kept and "running" in kept
+    sccache = "clauderon-sccache" + ("" if os.getuid() == 0 else f"-{os.getuid()}")
+    # A stopped session's container holds its volumes too, and is named.
+    clauderon.run("stop", session["name"])
+    kept = clauderon.run("clean-cache", "--force").stdout
+    line = next(x for x in kept.splitlines() if x.split()[1].rstrip(":") == sccache)
+    assert line.startswith("Kept") and session["container"] in line, kept
     clauderon.run("delete", session["name"])
     removed = clauderon.run("clean-cache", "--force").stdout
     # The volumes are shared by every home on the machine: another's container may hold
     # one. Either it went, or it was kept for a container that is not this session's.
-    sccache = "clauderon-sccache" + ("" if os.getuid() == 0 else f"-{os.getuid()}")
-    line = next(x for x in removed.splitlines() if f"{sccache} " in f"{x} ")
+    line = next(x for x in removed.splitlines() if x.split()[1].rstrip(":") == sccache)
     assert line.startswith("Removed") or (
         line.startswith("Kept") and session["container"] not in line and "container" in line
     ), removed
