@@ -238,6 +238,8 @@ def test_egress_off_open_and_read_only_at_create(clauderon, repo, upstream):
     assert out.strip().endswith("200")
     _code, out = curl(container, f"{STATUS} -X DELETE {model}/v1/files/probe-write")
     assert out.strip().endswith("403") and not upstream.requests_to("/v1/files")
+    code, out = exec_in(container, "echo mine > /workspace/written.txt")  # (a proxy mode)
+    assert code == 0, out
 
     # egress open: any host, the ones on no list included; writes allowed.
     container = clauderon.container(opened)
