@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from .. import git
 from ..agents import Agent, get_agent
@@ -27,13 +27,12 @@ from ..container import (
     prepare_mountpoints,
 )
 from ..errors import Cancelled, ClauderonError, Conflict, InvalidInput, WouldLoseWork
-from ..gitsync import extra_alternates
+from ..gitsync import SessionGit, extra_alternates
 from ..models import CreateSessionRequest, DeleteResult, Session, SessionStatus
+from ..spec import Mount
 from .blocking import blocking
-from .validation import _CONTROL_RE
-
-if TYPE_CHECKING:
-    from .manager import SessionManager
+from .savework import SavingWork
+from .validation import _CONTROL_RE, Validation
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +77,10 @@ def git_identity(repo: Path, session_name: str) -> dict[str, str]:
     }
 
 
-class Lifecycle:
-    """Mixed into SessionManager: create … delete."""
+class Lifecycle(Validation, SavingWork):
+    """Part of SessionManager: create … delete."""
 
-    async def create(
-        self: SessionManager, req: CreateSessionRequest, progress: Progress
-    ) -> Session:
+    async def create(self, req: CreateSessionRequest, progress: Progress) -> Session:
         """Create a session; cancellable through `cancel_create(req.request_id)`."""
         task = asyncio.create_task(self._create(req, progress))
         if req.request_id:
@@ -100,7 +97,7 @@ class Lifecycle:
             if req.request_id:
                 self._creations.pop(req.request_id, None)
 
-    async def cancel_create(self: SessionManager, request_id: str) -> bool:
+    async def cancel_create(self, request_id: str) -> bool:
         task = self._creations.get(request_id)
         if task is None or task.done():
             return False
@@ -109,9 +106,7 @@ class Lifecycle:
             await task
         return True
 
-    async def _create(
-        self: SessionManager, req: CreateSessionRequest, progress: Progress
-    ) -> Session:
+    async def _create(self, req: CreateSessionRequest, progress: Progress) -> Session:
         await blocking(self.backend.check)
         session, repo, agent = await blocking(self._validate, req)
         await self.ensure_proxy()
@@ -239,7 +234,7 @@ class Lifecycle:
         for outcome in done:
             if isinstance(outcome, BaseException):
                 raise outcome
-        agent_mounts, identity, lay = done
+        agent_mounts, identity, lay = cast(tuple[list[Mount], dict[str, str], SessionGit], done)
         inputs = SpecInputs(
             uid=self.uid,
             gid=self.gid,
@@ -292,11 +287,7 @@ class Lifecycle:
         await self._start_container(session, agent, provided)
         return warning
 
-    def _require(self: SessionManager, session: Session, *allowed: SessionStatus) -> None:
-        if session.status not in allowed:
-            raise Conflict(f"session {session.name!r} is {session.status.value}")
-
-    async def stop(self: SessionManager, name: str) -> Session:
+    async def stop(self, name: str) -> Session:
         async with self._lock(name):
             session = self._get_to_change(name)
             self._require(session, SessionStatus.RUNNING, SessionStatus.STOPPED)
@@ -306,7 +297,7 @@ class Lifecycle:
             session.status = SessionStatus.STOPPED
             return self._save(session, "session_stopped")
 
-    async def start(self: SessionManager, name: str, progress: Progress) -> Session:
+    async def start(self, name: str, progress: Progress) -> Session:
         async with self._lock(name):
             session = self._get_to_change(name)
             self._require(
@@ -324,7 +315,7 @@ class Lifecycle:
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running")
 
-    async def archive(self: SessionManager, name: str) -> Session:
+    async def archive(self, name: str) -> Session:
         async with self._lock(name):
             session = self._get_to_change(name)
             self._require(
@@ -338,7 +329,7 @@ class Lifecycle:
             session.status = SessionStatus.ARCHIVED
             return self._save(session, "session_archived")
 
-    async def unarchive(self: SessionManager, name: str, progress: Progress) -> Session:
+    async def unarchive(self, name: str, progress: Progress) -> Session:
         async with self._lock(name):
             session = self._get_to_change(name)
             self._require(session, SessionStatus.ARCHIVED)
@@ -351,9 +342,7 @@ class Lifecycle:
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running")
 
-    async def refresh(
-        self: SessionManager, name: str, progress: Progress
-    ) -> tuple[Session, str | None]:
+    async def refresh(self, name: str, progress: Progress) -> tuple[Session, str | None]:
         async with self._lock(name):
             session = self._get_to_change(name)
             if session.status == SessionStatus.ARCHIVED:
@@ -370,7 +359,7 @@ class Lifecycle:
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running"), warning
 
-    async def delete(self: SessionManager, name: str, force: bool) -> DeleteResult:
+    async def delete(self, name: str, force: bool) -> DeleteResult:
         async with self._lock(name):
             session = self._get_to_change(name)
             if session.status == SessionStatus.CREATING:
@@ -417,7 +406,7 @@ class Lifecycle:
                 name=session.name, saved_ref=saved_ref, restore_hint=hint, agent_branches=kept
             )
 
-    def _remove_files(self: SessionManager, session: Session) -> None:
+    def _remove_files(self, session: Session) -> None:
         repo = Path(session.repo)
         if repo.is_dir():
             self._remove_worktree(session)
@@ -427,7 +416,7 @@ class Lifecycle:
         git.remove_tree(self.paths.session_dir(session.name))
         git.remove_tree(self.paths.uploads / session.id)
 
-    def _remove_worktree(self: SessionManager, session: Session) -> None:
+    def _remove_worktree(self, session: Session) -> None:
         git.remove_worktree(
             Path(session.repo),
             Path(session.worktree),

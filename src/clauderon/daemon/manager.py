@@ -12,37 +12,21 @@ Every operation validates first and changes nothing until the input is known to 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-from .. import git
-from ..agents import install_report_script
-from ..backends import Backend, Progress
-from ..config import GitHubConfig
-from ..container import container_name
-from ..errors import Conflict, InvalidInput, session_not_found
-from ..gitsync import GitSync
-from ..models import AgentStatus, Session, SessionStatus, utcnow
-from ..paths import Paths
-from ..proxy.server import CredentialProxy
-from ..store import Store
+from ..errors import Conflict, InvalidInput
+from ..models import SessionStatus
+from .auth import new_token
 from .blocking import blocking, iterate_in_thread
-from .console import Console, ConsoleManager
-from .directory import ProxySessions
-from .events import EventBus
+from .console import Console
+from .core import NamedLocks
 from .landing import Landing
-from .lifecycle import Lifecycle, Rollback, git_identity
-from .proxycontrol import ProxyControl
+from .lifecycle import Rollback, git_identity
 from .recovery import RECONCILE_BACKOFF, WORKTREE_MISSING, Recovery, reconcile_due
-from .savework import SavingWork
-from .status import status_from_report
-from .syncing import SYNC_INTERVAL, Syncing
-from .validation import MAX_PROMPT_BYTES, Validation
+from .syncing import SYNC_INTERVAL
+from .validation import MAX_PROMPT_BYTES
 from .views import Views
 
 log = logging.getLogger(__name__)
@@ -60,163 +44,9 @@ __all__ = [
 ]
 
 
-class NamedLocks:
-    """One asyncio lock per session name, held only while someone uses it (a dict of
-    every name ever asked for would grow without bound)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    def busy(self, name: str) -> bool:
-        return name in self._entries
-
-    @contextlib.asynccontextmanager
-    async def __call__(self, name: str) -> AsyncIterator[None]:
-        lock, users = self._entries.get(name, (asyncio.Lock(), 0))
-        self._entries[name] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._entries[name]
-            if users == 1:
-                del self._entries[name]
-            else:
-                self._entries[name] = (lock, users - 1)
-
-
-class SessionManager(
-    Validation, ProxyControl, Lifecycle, SavingWork, Recovery, Syncing, Views, Landing
-):
-    def __init__(
-        self,
-        paths: Paths,
-        store: Store,
-        backend: Backend,
-        events: EventBus,
-        proxy: CredentialProxy,
-        directory: ProxySessions,
-        ca_cert: Path,
-        github: GitHubConfig | None = None,
-    ):
-        self.paths = paths
-        self.store = store
-        self.backend = backend
-        self.events = events
-        self.proxy = proxy
-        self.directory = directory
-        self.ca_cert = ca_cert
-        self._proxy_lock = asyncio.Lock()
-        self._lock = NamedLocks()
-        self._creations: dict[str, asyncio.Task[Session]] = {}
-        self.uid, self.gid = os.getuid(), os.getgid()
-        (paths.home / "gitignore").write_text(git.AGENT_HOME_EXCLUDES)
-        install_report_script(paths.hooks)
-        self.consoles = ConsoleManager(backend)
-        self.gitsync = GitSync(paths.sessions, store)
-        self._sync_task: asyncio.Task[None] | None = None
-        self._stats = {}  # session id → review.Stats (landing.py), read by `list`
-        self.github_api_url = github.api_url if github else None
-        directory.on_report = self._on_agent_report
-        directory.on_model_calls = self._on_model_calls
-        directory.on_model_result = self._on_model_result
-
-    # --- helpers --------------------------------------------------------------------
-
-    def _get(self, name: str) -> Session:
-        session = self.store.get_session(name)
-        if session is None:
-            raise session_not_found(name)
-        return session
-
-    def _get_to_change(self, name: str) -> Session:
-        """The record, read again under the session's lock, once the store is known to
-        take the change: nothing acts on a container or a worktree that it cannot record."""
-        session = self._get(name)
-        self.store.check_writable()
-        return session
-
-    def _save(self, session: Session, event: str | None = None, **payload: Any) -> Session:
-        self.store.save_session(session)
-        if event:
-            self.store.add_event(session, event, payload)
-            self._publish("session_updated", session, reason=event, **payload)
-        return session
-
-    def _publish(self, type_: str, session: Session, **payload: Any) -> None:
-        data = session.model_dump(mode="json", exclude={"proxy_token", "hook_token"})
-        self.events.publish({"type": type_, "session": session.name, **payload, "data": data})
-
-    def _broadcasting(self, name: str, progress: Progress) -> Progress:
-        """The same progress, also published as events (callable from worker threads)."""
-        loop = asyncio.get_running_loop()
-
-        def report(message: str, current: int | None = None, total: int | None = None) -> None:
-            progress(message, current, total)
-            loop.call_soon_threadsafe(
-                self.events.publish,
-                {
-                    "type": "session_progress",
-                    "session": name,
-                    "message": message,
-                    "current": current,
-                    "total": total,
-                },
-            )
-
-        return report
-
-    # --- agent status ---------------------------------------------------------------
-
-    def _on_agent_report(self, name: str, agent: str, event: str, payload: dict[str, Any]) -> None:
-        status = status_from_report(agent, event, payload)
-        session = self.store.get_session(name)
-        if status is None or session is None:
-            return
-        previous = session.agent_status
-        session.agent_status, session.agent_status_at = status, utcnow()
-        # Only these fields: a whole-record save would race with an operation in progress.
-        self.store.update_live_fields(session)
-        if status != previous:
-            self.store.add_event(session, "agent_status", {"agent_status": status.value})
-            self._publish(
-                "agent_status", session, agent_status=status.value, previous=previous.value
-            )
-
-    def _on_model_result(self, name: str, error: str | None) -> None:
-        """What the proxy saw of a model call: its failure (the agent waits on nothing:
-        the user must act), or a success, which clears the last failure."""
-        session = self.store.get_session(name)
-        if session is None or session.model_error == error:
-            return
-        session.model_error = error
-        self.store.update_live_fields(session)
-        self._publish("agent_status", session, model_error=error, source="proxy")
-
-    def _on_model_calls(self, name: str) -> None:
-        session = self.store.get_session(name)
-        if session is None:
-            return
-        working = self.directory.model_calls_in_flight(name) > 0
-        status = AgentStatus.WORKING if working else session.agent_status
-        self._publish("agent_status", session, agent_status=status.value, source="proxy")
-
-    def _worktree(self, session: Session) -> git.Worktree:
-        return git.Worktree(
-            root=Path(session.worktree),
-            git_dir=Path(session.git_dir),
-            common_dir=Path(session.git_common_dir),
-            branch=session.branch,
-            excludes_file=self.paths.home / "gitignore",
-        )
-
-    def _container_name(self, session: Session) -> str:
-        """The session's container: the recorded one (older sessions keep their name), or
-        the name this home gives it."""
-        return session.container or container_name(session.name, self.paths.instance)
-
-    def _labels(self) -> dict[str, str]:
-        return {"clauderon.managed": "true", "clauderon.instance": self.paths.instance}
+class SessionManager(Recovery, Views, Landing):
+    """The one place that changes sessions: its parts composed, plus the agents' status
+    reports and consoles."""
 
     # --- consoles -------------------------------------------------------------------
 
@@ -243,6 +73,18 @@ class SessionManager(
         console = await self.console(name)
         await console.send_message(text)
         self.store.add_event(self._get(name), "message_sent", {"length": len(text)})
+
+    # --- API tokens of the TCP listener (auth.py) ------------------------------------
+
+    def new_token(self, name: str) -> tuple[str, str]:
+        """Make an API token; only its hash is stored. Returns (id, token)."""
+        return new_token(self.store, name)
+
+    def list_tokens(self) -> list[dict[str, str]]:
+        return self.store.list_tokens()
+
+    def delete_token(self, token_id: str) -> bool:
+        return self.store.delete_token(token_id)
 
     # --- attach and logs ------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import git
 from ..backends import ContainerStatus, Progress
@@ -16,10 +16,8 @@ from ..container import cache_volumes
 from ..errors import ClauderonError
 from ..models import Session, SessionStatus, utcnow
 from .blocking import blocking
+from .lifecycle import Lifecycle
 from .syncing import SYNC_INTERVAL
-
-if TYPE_CHECKING:
-    from .manager import SessionManager
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +35,8 @@ def reconcile_due(attempts: int, last: datetime, now: datetime) -> bool:
     return (now - last).total_seconds() >= RECONCILE_BACKOFF[attempts]
 
 
-class Recovery:
-    """Mixed into SessionManager: reconcile, start-up recovery, caches."""
+class Recovery(Lifecycle):
+    """Part of SessionManager: reconcile, start-up recovery, caches."""
 
     async def reconcile(
         self, remove_orphans: bool, progress: Progress, manual: bool = True
@@ -89,7 +87,7 @@ class Recovery:
         return report
 
     async def _reconcile_one(
-        self: SessionManager,
+        self,
         session: Session,
         found: ContainerStatus | None,
         progress: Progress,
@@ -135,7 +133,7 @@ class Recovery:
             await self._recover(session, progress, manual, report)
 
     async def _recover(
-        self: SessionManager,
+        self,
         session: Session,
         progress: Progress,
         manual: bool,
@@ -176,9 +174,7 @@ class Recovery:
             self._save(session, "session_recreate_failed", error=exc.message)
             report["failed"].append({"session": session.name, "error": exc.message})
 
-    async def reconcile_forever(
-        self: SessionManager, interval: float, stop: Callable[[], None]
-    ) -> None:
+    async def reconcile_forever(self, interval: float, stop: Callable[[], None]) -> None:
         """The daemon's own reconcile, every `interval` seconds, for as long as it runs."""
         while True:
             await asyncio.sleep(interval)
@@ -202,7 +198,7 @@ class Recovery:
             except Exception:
                 log.exception("reconcile failed")
 
-    async def startup(self: SessionManager) -> None:
+    async def startup(self) -> None:
         """Finish what a previous daemon left half done (it died or was killed), and bring
         the proxy up for the sessions that run."""
         if self._sync_task is None:
@@ -233,7 +229,7 @@ class Recovery:
                     log.warning("no proxy socket for %s: %s", session.name, exc)
         await self._migrate_legacy_containers()
 
-    async def _remove_leftover_probes(self: SessionManager) -> None:
+    async def _remove_leftover_probes(self) -> None:
         """Image probes of a daemon that was killed mid-probe (the engine does not remove
         them by itself)."""
         try:
@@ -245,7 +241,7 @@ class Recovery:
         except ClauderonError as exc:  # the engine is down: the next start tries again
             log.info("leftover image probes not checked: %s", exc.message)
 
-    async def _finish_delete(self: SessionManager, session: Session) -> None:
+    async def _finish_delete(self, session: Session) -> None:
         """A delete the previous daemon did not finish. Its work was secured before it was
         marked deleting, but the agent may have committed since: stop it and save again."""
         log.info("finishing interrupted delete of %s", session.name)
@@ -258,7 +254,7 @@ class Recovery:
         await blocking(self._remove_files, session)
         self.store.delete_session(session.id)
 
-    async def _rollback_stale_creation(self: SessionManager, session: Session) -> None:
+    async def _rollback_stale_creation(self, session: Session) -> None:
         await blocking(self.backend.remove, self._container_name(session))
         repo = Path(session.repo)
         if repo.is_dir():
@@ -269,7 +265,7 @@ class Recovery:
         self.store.delete_session(session.id)
         self.directory.unregister(session)
 
-    async def _migrate_legacy_containers(self: SessionManager) -> None:
+    async def _migrate_legacy_containers(self) -> None:
         """Containers made by clauderon before 0.2 sat on a per-home network with the proxy
         on its gateway, which is gone: recreate them with no network (a stopped one is
         removed and comes back from its record on `start`)."""
@@ -290,7 +286,7 @@ class Recovery:
                         self._save(session, "session_recreate_failed", error=exc.message)
         await blocking(self.backend.remove_legacy_network)
 
-    async def cache_report(self: SessionManager) -> list[dict[str, Any]]:
+    async def cache_report(self) -> list[dict[str, Any]]:
         volumes = await blocking(self.backend.cache_volumes, list(cache_volumes(self.uid)))
         sessions_by_container = {
             self._container_name(s): s.name for s in self.store.list_sessions()
@@ -305,7 +301,7 @@ class Recovery:
             for v in volumes
         ]
 
-    async def clean_cache(self: SessionManager) -> dict[str, Any]:
+    async def clean_cache(self) -> dict[str, Any]:
         """Remove every cache volume that no container uses; say which were kept and why."""
         removed, kept = [], []
         containers = await blocking(self.backend.inspect_all, {"clauderon.managed": "true"})

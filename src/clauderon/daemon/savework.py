@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import git
 from ..errors import WouldLoseWork
 from ..gitsync import unsaved_agent_branches
 from ..models import Session
 from .blocking import blocking
-
-if TYPE_CHECKING:
-    from .manager import SessionManager
+from .syncing import Syncing
 
 log = logging.getLogger(__name__)
 
 
-class SavingWork:
-    """Mixed into SessionManager: what a delete must not lose."""
+class SavingWork(Syncing):
+    """Part of SessionManager: what a delete must not lose."""
 
-    async def _save_late_work(
-        self: SessionManager, session: Session
-    ) -> tuple[str | None, list[str]]:
+    async def _save_late_work(self, session: Session) -> tuple[str | None, list[str]]:
         """With the container gone, one last sync: what the agent committed after the work
         check is saved too, never dropped with its git dir."""
         late = await self._sync_locked(session, force=True)
@@ -32,9 +27,7 @@ class SavingWork:
             return None, []
         return await blocking(self._secure_work, session, True)
 
-    def _secure_work(
-        self: SessionManager, session: Session, force: bool
-    ) -> tuple[str | None, list[str]]:
+    def _secure_work(self, session: Session, force: bool) -> tuple[str | None, list[str]]:
         """Refuse to lose work; with force, save it under refs/clauderon/<name>/ first.
         Returns the saved ref and the agent's branches kept under
         refs/clauderon/<name>/branches/ (those with commits on no user branch)."""

@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING
 
 from ..gitsync import SyncResult, SyncState
 from ..models import Session, SessionStatus
 from .blocking import blocking
-
-if TYPE_CHECKING:
-    from .manager import SessionManager
+from .stats import BranchStats
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +18,16 @@ log = logging.getLogger(__name__)
 SYNC_INTERVAL = float(os.environ.get("CLAUDERON_SYNC_INTERVAL", "1.0"))
 
 
-class Syncing:
-    """Mixed into SessionManager: the git sync loop."""
+class Syncing(BranchStats):
+    """Part of SessionManager: the git sync loop."""
 
-    async def sync(self: SessionManager, name: str) -> SyncResult | None:
+    async def sync(self, name: str) -> SyncResult | None:
         """Bring a session's branch up to date on the host now: what a command that reads
         the branch (diff, merge…) calls first."""
         async with self._lock(name):
             return await self._sync_locked(self._get(name), force=True)
 
-    async def _sync_locked(
-        self: SessionManager, session: Session, force: bool = False
-    ) -> SyncResult | None:
+    async def _sync_locked(self, session: Session, force: bool = False) -> SyncResult | None:
         try:
             result = await blocking(self.gitsync.sync, session, force)
         except Exception:  # a broken repository must not stop the loop or a delete
@@ -42,7 +37,7 @@ class Syncing:
             self._publish_sync(session, result)
         return result
 
-    def _publish_sync(self: SessionManager, session: Session, result: SyncResult) -> None:
+    def _publish_sync(self, session: Session, result: SyncResult) -> None:
         base = {"session": session.name, "branch": session.branch}
         if result.tip or result.written_back:
             self.events.publish(
@@ -62,7 +57,7 @@ class Syncing:
                 {"type": "agent_branches", **base, "agent_branches": sorted(result.agent_branches)}
             )
 
-    async def sync_forever(self: SessionManager, interval: float) -> None:
+    async def sync_forever(self, interval: float) -> None:
         """Every `interval` seconds, each session with a container: cheap when nothing
         changed; a session busy with an operation is left for the next round."""
         while True:
@@ -84,7 +79,7 @@ class Syncing:
             except Exception:
                 log.exception("git sync round failed")
 
-    async def _sync_if_free(self: SessionManager, session: Session) -> None:
+    async def _sync_if_free(self, session: Session) -> None:
         if self._lock.busy(session.name):
             return
         async with self._lock(session.name):
@@ -92,5 +87,5 @@ class Syncing:
             if fresh is not None and fresh.id == session.id and fresh.container:
                 await self._sync_locked(fresh)
 
-    def _sync_views(self: SessionManager) -> dict[str, SyncState]:
+    def _sync_views(self) -> dict[str, SyncState]:
         return {sid: SyncState.from_row(*row) for sid, row in self.store.list_git_sync().items()}

@@ -12,7 +12,6 @@ import re
 import secrets
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import git
 from ..agents import Agent, get_agent
@@ -30,9 +29,7 @@ from ..models import (
     SessionStatus,
 )
 from ..naming import generate_name, validate_name
-
-if TYPE_CHECKING:
-    from .manager import SessionManager
+from .proxycontrol import ProxyControl
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +38,10 @@ _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-class Validation:
-    """Mixed into SessionManager: the checks of a create request."""
+class Validation(ProxyControl):
+    """Part of SessionManager: the checks of a create request."""
 
-    def _validate(
-        self: SessionManager, req: CreateSessionRequest
-    ) -> tuple[Session, git.RepoInfo, Agent]:
+    def _validate(self, req: CreateSessionRequest) -> tuple[Session, git.RepoInfo, Agent]:
         """Everything that can be checked without changing anything."""
         try:
             BackendKind(req.backend)
@@ -145,7 +140,7 @@ class Validation:
         )
         return session, repo, agent
 
-    def _check_name_free(self: SessionManager, name: str, repo_root: Path | None) -> None:
+    def _check_name_free(self, name: str, repo_root: Path | None) -> None:
         if self.store.get_session(name) is not None:
             raise Conflict(f"a session named {name!r} already exists")
         if self.paths.worktree(name).exists():
@@ -155,7 +150,7 @@ class Validation:
         if repo_root is not None and git.branch_exists(repo_root, name):
             raise Conflict(f"branch {name!r} already exists in {repo_root}: choose another --name")
 
-    def _free_name(self: SessionManager, prompt: str, repo_root: Path) -> str:
+    def _free_name(self, prompt: str, repo_root: Path) -> str:
         for _ in range(20):
             name = generate_name(prompt)
             try:

@@ -4,30 +4,29 @@ the proxy, the sync state and the transcript."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..backends import ContainerStatus
 from ..errors import ClauderonError
 from ..gitsync import SyncState
 from ..models import AgentKind, AgentStatus, Session, SessionStatus, SessionView
 from .blocking import blocking
+from .proxycontrol import ProxyControl
 from .status import effective_status, status_reason, transcript_interrupted
-
-if TYPE_CHECKING:
-    from .manager import SessionManager
+from .syncing import Syncing
 
 log = logging.getLogger(__name__)
 
 TRANSCRIPT_TIMEOUT = 2.0  # seconds for reading every transcript `list` needs
 
 
-class Views:
-    """Mixed into SessionManager: reading sessions."""
+class Views(ProxyControl, Syncing):
+    """Part of SessionManager: reading sessions."""
 
     def view(
-        self: SessionManager,
+        self,
         session: Session,
         containers: dict[str, ContainerStatus] | None,
         sync: SyncState | None = None,
@@ -69,20 +68,20 @@ class Views:
             )
         return view
 
-    def created_view(self: SessionManager, session: Session) -> SessionView:
+    def created_view(self, session: Session) -> SessionView:
         """The view of a session whose container was just started (no engine round trip)."""
         assert session.container is not None
         return self.view(
             session, {session.container: ContainerStatus(session.container, "running")}
         )
 
-    async def _containers(self: SessionManager) -> dict[str, ContainerStatus] | None:
+    async def _containers(self) -> dict[str, ContainerStatus] | None:
         try:
             return await blocking(self.backend.inspect_all, self._labels())
         except ClauderonError:
             return None  # the engine is down: still list what the store knows
 
-    async def list(self: SessionManager, include_archived: bool = False) -> list[SessionView]:
+    async def list(self, include_archived: bool = False) -> builtins.list[SessionView]:
         containers = await self._containers()
         syncs = self._sync_views()
         sessions = [
@@ -93,11 +92,11 @@ class Views:
         interrupted = await self._interrupted(sessions)
         return [self.view(s, containers, syncs.get(s.id), s.name in interrupted) for s in sessions]
 
-    async def get(self: SessionManager, name: str) -> SessionView:
+    async def get(self, name: str) -> SessionView:
         session = self._get(name)
         return await self.public_view(session)
 
-    async def public_view(self: SessionManager, session: Session) -> SessionView:
+    async def public_view(self, session: Session) -> SessionView:
         """What every route answers about a session: the view, never the raw record
         (which holds the proxy and hook tokens)."""
         interrupted = await self._interrupted([session])
@@ -105,7 +104,7 @@ class Views:
         sync = self.gitsync.state(session.id)
         return self.view(session, containers, sync, session.name in interrupted)
 
-    async def _interrupted(self: SessionManager, sessions: list[Session]) -> set[str]:
+    async def _interrupted(self, sessions: builtins.list[Session]) -> set[str]:
         """Sessions whose Claude transcript ends with an interruption (Escape fires no
         hook). The transcript is the container's file: read in worker threads, without
         following links or opening special files, and never waited on for long."""
