@@ -60,6 +60,7 @@ echo 'int main(void){return 0;}' | cc -static -x c -o /dev/null - >/dev/null 2>&
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # tests/tui runs the dashboard in tmux
+command -v busybox >/dev/null 2>&1 || missing+=(busybox)  # the entrypoint under Alpine's shell (tests/unit)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -qq
