@@ -360,6 +360,15 @@ class SessionManager(Landing):
     def set_credential(self, name: str, value: str) -> None:
         self.proxy.credentials.set(name, value)
 
+    async def change_allow(self, host: str, allow: bool, session: str | None) -> dict[str, Any]:
+        """`clauderon allow|disallow HOST [--session NAME]` (proxy/allow.py), live."""
+        target = self._get(session) if session else None
+        return await blocking(self.proxy.change_allow, host, allow, target)
+
+    async def allowed_hosts(self) -> list[dict[str, Any]]:
+        sessions = {s.id: s.name for s in await blocking(self.store.list_sessions)}
+        return await blocking(self.proxy.allowed_hosts, sessions)
+
     async def set_access_mode(self, name: str, mode: str) -> Session:
         try:
             access_mode = AccessMode(mode)
