@@ -614,6 +614,7 @@ def allow(
     if as_json:
         print_json(rows)
         return
+    echo(f"{'RULE':<6} {'HOST':<40} {'FOR':<28} FROM")
     for row in rows:
         scope = f"session {row['session']}" if row["session"] else "all sessions"
         source = {"live": "clauderon allow", "config": "config.toml", "default": "default"}

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SOCKET_NAME = "p.sock"  # inside the session's proxy directory
 SESSION_PEER_PREFIX = "session:"  # the peer "host" of a connection from a session socket
+MAX_HOST_LENGTH = 260  # a DNS name (253), `*.`, `:port`
+MAX_ALLOW_ENTRIES = 1000  # `clauderon allow|disallow` entries: the file stays small
 
 
 def session_peer(name: str) -> str:
@@ -264,11 +266,19 @@ class CredentialProxy:
     def change_allow(self, host: str, allow: bool, session: Session | None) -> dict[str, Any]:
         """Allow or refuse a host for one session or all, from the next request; saved
         and audited. Blocking (it writes files): run it in a worker thread."""
+        if len(host) > MAX_HOST_LENGTH:
+            raise InvalidInput(f"a host name is at most {MAX_HOST_LENGTH} characters")
         try:
             entry = check_allow_entry(host)
         except ValueError as exc:
             raise InvalidInput(f"{exc} (e.g. example.com, *.example.com, host:8443)") from None
         sid, name = (session.id, session.name) if session else ("", "")
+        full = len(self.live.entries()) >= MAX_ALLOW_ENTRIES
+        if full and self.live.get(entry, sid) is None:
+            raise InvalidInput(
+                f"{MAX_ALLOW_ENTRIES} hosts are allowed or refused already: `clauderon "
+                "disallow` some, or list them under allow = [...] in config.toml"
+            )
         rule = change(
             self.policy, self.live, entry, allow, sid, name, session.egress if session else None
         )
