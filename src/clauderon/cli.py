@@ -656,10 +656,11 @@ def audit(
             echo(json.dumps(entry))
             return
         injected = f" +{entry['credential']}" if entry.get("credential") else ""
+        refs = f" [{' '.join(entry['refs'])}]" if entry.get("refs") else ""  # a git push
         echo(
             f"{entry['ts'][:19]}  {entry.get('session') or '-':<24} {entry['status']} "
             f"{entry['decision']:<18} {entry['method']} {entry['host']}"
-            f"{entry.get('path', '')}{injected}"
+            f"{entry.get('path', '')}{injected}{refs}"
         )
 
     if not follow:
