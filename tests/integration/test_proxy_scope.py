@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -239,3 +240,29 @@ def test_allow_refuses_bad_input(clauderon, args, fragment):
     assert result.code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], lines
+
+
+def test_a_refused_tunnel_carries_nothing_but_the_explanation(clauderon, repo):
+    """A refused CONNECT is accepted (to answer inside TLS), so what is not HTTP in it —
+    an SSH banner — must still reach nothing. The target is a loopback listener the user named
+    as an upstream (so only the egress decision stands between it and the session)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    try:
+        clauderon.configure(f'[proxy.upstreams]\n"example.org" = "http://127.0.0.1:{port}"\n')
+        created = clauderon.create(repo, "--image", AGENTS_IMAGE, *QUIET)
+        container = clauderon.container(created)
+        code, out = exec_in(
+            container,
+            "(printf 'SSH-2.0-OpenSSH_9.2\\r\\n'; sleep 2) | "
+            f'curl -sS -m 5 --noproxy "" -p -x "$HTTPS_PROXY" telnet://127.0.0.1:{port} 2>&1',
+        )
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # no connection ever reached it
+    finally:
+        listener.close()
+    denied = [e for e in audit(clauderon, created["name"]) if e["host"] == "127.0.0.1"]
+    assert [e["decision"] for e in denied] == ["denied:egress"], denied
