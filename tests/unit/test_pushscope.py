@@ -204,3 +204,35 @@ def test_the_gate_holds_the_body_until_it_decides():
 )
 def test_what_counts_as_a_push(method, path, ctype, push):
     assert is_receive_pack(method, path, ctype) is push
+
+
+@given(
+    st.sampled_from(["refs/heads/s", "refs/heads/main", "refs/tags/v1"]),
+    st.sampled_from([A, ZERO]),
+    st.binary(max_size=200),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    st.booleans(),
+)
+def test_the_gate_decides_the_same_however_the_body_is_cut(ref, new, pack, cuts, garble):
+    data = body((B, new, ref), pack=pack)
+    if garble:
+        data = data[:10] + b"\xff" + data[11:]
+    decisions = []
+
+    def decide(commands, error):
+        allowed = commands is not None and not refusals(commands, "s", "s")
+        decisions.append(allowed)
+        return allowed
+
+    gate = PushGate(decide)
+    points = sorted({min(c, len(data)) for c in cuts})
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    # b"" is the end of the body for mitmproxy's stream filters: only at the end here
+    sent = b"".join(b"".join(gate(p)) for p in [*(p for p in pieces if p), b""])
+    try:
+        whole = parse_commands(data)
+        expected = whole is not None and not refusals(whole, "s", "s")
+    except PushParseError:
+        expected = False
+    assert decisions == [expected]
+    assert sent == (data if expected else FLUSH)

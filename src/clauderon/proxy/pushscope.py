@@ -175,7 +175,9 @@ class PushGate:
     a lone flush-pkt (an empty push, which changes nothing) and drops the rest.
 
     `decide(commands, error)` gets the updates, or None and why they could not be read;
-    it returns whether the push may go."""
+    it returns whether the push may go. An empty chunk is the end of the body (mitmproxy's
+    convention): one that comes early (an empty HTTP/2 DATA frame) ends the list unread,
+    so the push is refused — never passed on unread."""
 
     decide: Callable[[PushCommands | None, str | None], bool]
     buffer: bytearray = field(default_factory=bytearray)
