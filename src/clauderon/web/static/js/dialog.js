@@ -1,0 +1,44 @@
+// One modal dialog at a time (<dialog>: focus stays inside, Escape closes it).
+
+import { clear, el } from "./dom.js";
+
+const dialog = document.getElementById("dialog");
+
+// Shows `body` with buttons; resolves with the chosen button's value (null on Escape).
+export function ask(title, body, buttons) {
+  return new Promise((resolve) => {
+    const done = (value) => {
+      dialog.onclose = null;
+      dialog.close();
+      resolve(value);
+    };
+    clear(dialog).append(
+      el("h2", { id: "dialog-title", text: title }),
+      el("div", { class: "dialog-body" }, body),
+      el(
+        "div",
+        { class: "buttons" },
+        ...buttons.map((b) =>
+          el("button", { type: "button", class: b.class || "", "data-value": b.value, onclick: () => done(b.value), text: b.label }),
+        ),
+      ),
+    );
+    dialog.onclose = () => resolve(null);
+    dialog.showModal();
+    const preferred = dialog.querySelector("button.default") || dialog.querySelector("button");
+    if (preferred) preferred.focus();
+  });
+}
+
+export function busy(title, text) {
+  clear(dialog).append(el("h2", { id: "dialog-title", text: title }), el("p", { class: "progress-text", role: "status", text }));
+  if (!dialog.open) dialog.showModal();
+  return (more) => {
+    const node = dialog.querySelector(".progress-text");
+    if (node) node.textContent = more;
+  };
+}
+
+export function close() {
+  if (dialog.open) dialog.close();
+}
