@@ -128,7 +128,7 @@ def add_web_routes(
                 "a new one.</p>",
                 status_code=403,
             )
-        cookie, session = redeemed
+        cookie, _session = redeemed
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,

@@ -89,7 +89,9 @@ def fetch(target: Path = VENDOR) -> None:
     """Fill `target` with the pinned files; a failure leaves what was there untouched."""
     npm = shutil.which("npm")
     if npm is None:
-        raise FetchError("npm is not installed (sudo apt-get install npm), so xterm.js cannot be fetched")
+        raise FetchError(
+            "npm is not installed (sudo apt-get install npm), so xterm.js cannot be fetched"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="clauderon-web-") as tmp:
         staging, out = Path(tmp) / "packs", Path(tmp) / "vendor"

@@ -1,0 +1,164 @@
+"""The web UI as a user drives it, in Chromium: log in, the live list, a session's
+terminal, the create form, delete through its confirmation."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO_ROOT
+
+from .conftest import AGENTS_IMAGE, Web
+
+pytestmark = [pytest.mark.docker, pytest.mark.agent]
+
+AGENT_LINE = "bypass permissions"  # Claude Code's status line under its input box
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def row(page, name: str):
+    return page.locator(f'li.session-row[data-name="{name}"]')
+
+
+def wait_for_agent_screen(page) -> None:
+    page.wait_for_function(
+        f"document.querySelector('#terminal .xterm-rows')?.innerText.includes({AGENT_LINE!r})",
+        timeout=120_000,
+    )
+
+
+def test_login_link_gives_a_cookie_and_no_token_anywhere(context, web: Web):
+    link = web.login_link()
+    token = link.split("token=", 1)[1]
+    page = context.new_page()
+    page.goto(link)
+    page.wait_for_selector("#connection:has-text('live')")
+    # Redirected to a URL without the token; the cookie is HttpOnly and SameSite=Strict.
+    assert page.url == f"{web.base}/"
+    assert "token" not in page.url
+    (cookie,) = context.cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert token not in cookie["value"]
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+    assert page.evaluate("document.cookie") == ""  # no script can read it
+    # Nothing the daemon logged holds it.
+    for log in (web.clauderon.home / "logs").iterdir():
+        assert token not in log.read_text(errors="replace"), log
+    # The link works once.
+    again = context.new_page()
+    answer = again.goto(link)
+    assert answer.status == 403 and "used already or has expired" in again.inner_text("body")
+
+
+def test_list_shows_the_session_and_changes_arrive_live(page, web: Web):
+    first = row(page, "first")
+    first.wait_for()
+    assert "waiting input" in first.inner_text()
+    assert "repo" in first.locator(".repo").inner_text()
+    # Another client stops it: the list follows /ws/events, no reload.
+    web.clauderon.run("stop", "first")
+    page.wait_for_selector('li.session-row[data-name="first"] .state:has-text("stopped")')
+    # Started again from its page.
+    first.locator("a").click()
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_selector("#badge:has-text('running')", timeout=120_000)
+    page.goto(f"{web.base}/#/")
+    page.wait_for_selector('li.session-row[data-name="first"] .state:has-text("running")')
+
+
+def test_terminal_shows_the_agent_and_typing_reaches_the_model(page, web: Web):
+    page.goto(f"{web.base}/#/s/first")
+    wait_for_agent_screen(page)
+    page.locator("#terminal").click()
+    page.keyboard.type("typed in the browser")
+    page.keyboard.press("Enter")
+    web.api.wait_for(lambda r: "typed in the browser" in json.dumps(r.json), timeout=90)
+    # The send box, as `clauderon send`.
+    wait_for_agent_screen(page)
+    page.fill("#send-text", "sent from the box")
+    page.click("#send")
+    page.wait_for_selector(".notice:has-text('Sent.')")
+    web.api.wait_for(lambda r: "sent from the box" in json.dumps(r.json), timeout=90)
+
+
+def test_create_from_the_form_xss_stays_text_delete_through_the_confirmation(page, web: Web):
+    alerts: list[str] = []
+    page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))
+    page.click("#new-link")
+    page.wait_for_selector("#create-form")
+    assert page.input_value("#repo") == str(web.repo)  # the repository the daemon knows
+    page.fill("#prompt", XSS)
+    page.click("summary")
+    page.fill("#image", AGENTS_IMAGE)
+    page.fill("#name", "from-web")
+    # An error stays in the form.
+    page.fill("#base", "no-such-branch")
+    page.click("#create")
+    error = page.wait_for_selector("#form-error:not([hidden])", timeout=120_000)
+    assert "no-such-branch" in error.inner_text()
+    assert web.session("from-web") is None
+    # Corrected: created, with progress, then its page.
+    page.fill("#base", "")
+    page.click("#create")
+    page.wait_for_url(f"{web.base}/#/s/from-web", timeout=180_000)
+    # The prompt is shown as text, never as markup.
+    page.click("#tab-details")
+    assert page.locator(".facts dd.prompt").inner_text() == XSS
+    assert page.locator("img").count() == 0
+    web.api.wait_for(lambda r: "onerror=alert(1)" in json.dumps(r.json), timeout=120)
+    page.goto(f"{web.base}/#/")
+    row(page, "from-web").wait_for()
+    assert page.locator("img").count() == 0 and alerts == []
+
+    # Work that would be lost: the confirmation says so, and saving it comes first.
+    worktree = Path(web.session("from-web")["worktree"])
+    (worktree / "notes.txt").write_text("precious\n")
+    page.wait_for_selector('li.session-row[data-name="from-web"]')
+    page.goto(f"{web.base}/#/s/from-web")
+    page.click("#delete")
+    page.wait_for_selector("dialog[open]:has-text('Delete the session')")
+    page.click("dialog button:has-text('Delete')")
+    refusal = page.wait_for_selector("dialog[open] .lost", timeout=120_000).inner_text()
+    assert "notes.txt" in refusal
+    assert web.session("from-web") is not None
+    page.click("dialog button:has-text('Save and delete')")
+    page.wait_for_url(f"{web.base}/#/", timeout=120_000)
+    notice = page.wait_for_selector(".notice:has-text('Deleted from-web')").inner_text()
+    assert "refs/clauderon/from-web/" in notice
+    assert web.session("from-web") is None
+    assert row(page, "from-web").count() == 0
+
+
+def test_phone_and_desktop_layouts(browser, web: Web):
+    """Both layouts fit their screens; screenshots for the README with
+    CLAUDERON_WEB_SCREENSHOTS=docs (or any directory)."""
+    out = os.environ.get("CLAUDERON_WEB_SCREENSHOTS")
+    for label, viewport, mobile in (
+        ("desktop", {"width": 1280, "height": 800}, False),
+        ("phone", {"width": 390, "height": 844}, True),
+    ):
+        context = browser.new_context(
+            viewport=viewport, is_mobile=mobile, has_touch=mobile, device_scale_factor=1
+        )
+        try:
+            page = context.new_page()
+            page.goto(web.login_link())
+            row(page, "first").wait_for()
+            for where in ("#/", "#/s/first"):
+                page.goto(f"{web.base}/{where}")
+                page.wait_for_timeout(300)
+                # Nothing but the terminal scrolls sideways.
+                assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+            wait_for_agent_screen(page)
+            if out:
+                target = Path(out) if os.path.isabs(out) else REPO_ROOT / out
+                target.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(target / f"web-{label}-session.png"))
+                page.goto(f"{web.base}/#/")
+                row(page, "first").wait_for()
+                page.screenshot(path=str(target / f"web-{label}.png"))
+        finally:
+            context.close()
