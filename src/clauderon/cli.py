@@ -789,10 +789,9 @@ def web(
         except (FetchError, OSError) as exc:
             raise ClauderonError(f"web UI assets: {exc}") from None
         echo("Fetched the web UI's assets (xterm.js).")
-    missing = missing_assets()
-    if missing:
+    if missing_assets():
         raise ClauderonError(
-            f"the web UI's assets ({', '.join(missing)}) are not installed: run `{FETCH_COMMAND}`"
+            f"the web UI's assets (xterm.js) are missing or outdated: run `{FETCH_COMMAND}`"
         )
     c = client()
     answer = c.request("POST", "/api/web/listen", json={"host": host, "port": port})

@@ -16,7 +16,9 @@ FETCH_COMMAND = "clauderon web --fetch-assets"
 
 
 def missing_assets() -> list[str]:
-    """The vendored files the pages need that are not here (empty when all are)."""
-    from .assets import FILES
+    """The vendored files the pages need that are missing or from other versions."""
+    from .assets import FILES, up_to_date
 
-    return [name for name in FILES.values() if not (VENDOR / name).is_file()]
+    if up_to_date(VENDOR):
+        return []
+    return [name for name in FILES.values() if not (VENDOR / name).is_file()] or ["VERSIONS"]

@@ -38,6 +38,7 @@ FILES = {
     ("@xterm/addon-fit@0.11.0", "package/LICENSE"): "addon-fit.LICENSE",
 }
 MAX_FILE = 8 * 1024 * 1024
+STAMP = "VERSIONS"  # what is in the directory
 VENDOR = Path(__file__).resolve().parent / "static" / "vendor"
 
 
@@ -99,6 +100,7 @@ def fetch(target: Path = VENDOR) -> None:
         out.mkdir()
         for spec in PACKAGES:
             _extract(_pack(npm, spec, staging), spec, out)
+        (out / STAMP).write_text(_stamp())
         new = target.with_name(target.name + ".new")
         shutil.rmtree(new, ignore_errors=True)
         shutil.copytree(out, new)
@@ -106,8 +108,17 @@ def fetch(target: Path = VENDOR) -> None:
         new.rename(target)
 
 
+def _stamp() -> str:
+    return "".join(f"{spec} {integrity}\n" for spec, integrity in PACKAGES.items())
+
+
 def up_to_date(target: Path = VENDOR) -> bool:
-    return all((target / name).is_file() for name in FILES.values())
+    """Every file is there, from the pinned versions."""
+    try:
+        stamp = (target / STAMP).read_text()
+    except OSError:
+        return False
+    return stamp == _stamp() and all((target / name).is_file() for name in FILES.values())
 
 
 def main(argv: list[str]) -> int:
