@@ -8,8 +8,9 @@ import { openTerminal } from "./terminal.js";
 
 const DIFF_SHOWN = 512 * 1024;
 
-function field(label, value) {
-  return [el("dt", { text: label }), el("dd", { text: value === null || value === undefined || value === "" ? "-" : String(value) })];
+function field(label, value, cls) {
+  const shown = value === null || value === undefined || value === "" ? "-" : String(value);
+  return [el("dt", { text: label }), el("dd", { class: cls, text: shown })];
 }
 
 function diffLine(line) {
@@ -193,9 +194,8 @@ export function showSession(main, name) {
       field("Work", [session.ahead != null ? `${session.ahead} ahead` : null, session.behind ? `${session.behind} behind` : null, session.changed_files != null ? `${session.changed_files} files changed` : null, session.dirty ? "uncommitted changes" : null].filter(Boolean).join(", ")),
       field("Image", session.image),
       field("Age", age(session.created_at)),
-      field("Prompt", session.prompt),
+      field("Prompt", session.prompt, "prompt"),
     );
-    facts.querySelector("dd:last-child").classList.add("prompt");
     for (const warning of session.warnings || []) facts.append(el("dd", { class: "warning", text: warning }));
   }
 
