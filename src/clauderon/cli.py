@@ -797,7 +797,7 @@ def web(
     answer = c.request("POST", "/api/web/listen", json={"host": host, "port": port})
     pid = c.request("GET", "/api/health")["pid"]
     if answer["started"]:
-        echo(f"The daemon (pid {pid}) now also listens on {host}:{port}.")
+        echo(f"The daemon (pid {pid}) now also listens on {host}:{port} (until it stops).")
     else:
         echo(f"The daemon (pid {pid}) already listens on {host}:{port}.")
     login = c.request("POST", "/api/web/login")

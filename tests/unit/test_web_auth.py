@@ -141,3 +141,16 @@ def test_every_vendored_file_comes_from_a_pinned_package():
         name, _, version = spec.rpartition("@")
         assert name.startswith("@xterm/") and version.count(".") == 2
         assert integrity.startswith("sha512-")
+
+
+def test_clauderon_web_says_how_to_fetch_missing_assets(tmp_path, monkeypatch):
+    import clauderon.web
+    from clauderon.cli import app
+    from clauderon.errors import ClauderonError
+
+    monkeypatch.setattr(clauderon.web, "VENDOR", tmp_path / "vendor")
+    monkeypatch.setenv("CLAUDERON_HOME", str(tmp_path / "home"))
+    with pytest.raises(ClauderonError) as refused:
+        app(["web"], standalone_mode=False, prog_name="clauderon")
+    assert "run `clauderon web --fetch-assets`" in refused.value.message
+    assert not (tmp_path / "home" / "clauderon.sock").exists()  # no daemon was started

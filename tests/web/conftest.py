@@ -110,12 +110,26 @@ def web(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[Web
 
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (its own cookies). The page must never trip its own
+    Content-Security-Policy: a violation fails the test."""
+    csp: list[str] = []
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(30_000)
+    # The page's own errors, shown with a failing test's output.
+    context.on("weberror", lambda error: print("page error:", error.error))
+    context.on(
+        "console",
+        lambda message: message.type == "error" and print("console error:", message.text),
+    )
+    context.on(
+        "console",
+        lambda message: "Content Security Policy" in message.text and csp.append(message.text),
+    )
     try:
         yield context
     finally:
         context.close()
+    assert not csp, csp[0]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ const dialog = document.getElementById("dialog");
 export function ask(title, body, buttons) {
   return new Promise((resolve) => {
     const done = (value) => {
-      dialog.onclose = null;
+      dialog.oncancel = dialog.onclose = null;
       dialog.close();
       resolve(value);
     };
@@ -23,14 +23,22 @@ export function ask(title, body, buttons) {
         ),
       ),
     );
-    dialog.onclose = () => resolve(null);
-    dialog.showModal();
+    // Escape. (Not `close`: that event comes late, also for a dialog closed just before.)
+    dialog.oncancel = (event) => {
+      event.preventDefault();
+      done(null);
+    };
+    if (!dialog.open) dialog.showModal();
+    // Closed some other way; a late event for an earlier close finds the dialog open.
+    dialog.onclose = () => !dialog.open && done(null);
     const preferred = dialog.querySelector("button.default") || dialog.querySelector("button");
     if (preferred) preferred.focus();
   });
 }
 
 export function busy(title, text) {
+  dialog.oncancel = (event) => event.preventDefault(); // it ends by itself
+  dialog.onclose = null;
   clear(dialog).append(el("h2", { id: "dialog-title", text: title }), el("p", { class: "progress-text", role: "status", text }));
   if (!dialog.open) dialog.showModal();
   return (more) => {

@@ -13,8 +13,8 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-export function append(node, children) {
-  for (const child of children.flat()) {
+export function append(node, ...children) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }

@@ -20,6 +20,17 @@ Document.prototype.createElement = function (tag, options) {
   return node;
 };
 
+// It colours cells with style attributes, which that policy refuses too; set through the
+// CSSOM instead (allowed), they carry the same declarations.
+const setAttribute = Element.prototype.setAttribute;
+Element.prototype.setAttribute = function (name, value) {
+  if (String(name).toLowerCase() === "style" && this instanceof HTMLElement) {
+    this.style.cssText = String(value);
+    return;
+  }
+  setAttribute.call(this, name, value);
+};
+
 function toBase64(bytes) {
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
