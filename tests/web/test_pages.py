@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from clauderon.client import Client
 from tests.integration.conftest import REPO_ROOT
 
-from .conftest import AGENTS_IMAGE, Web
+from .conftest import AGENTS_IMAGE, Web, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.agent]
 
@@ -29,14 +30,24 @@ def wait_for_agent_screen(page) -> None:
 
 
 def test_login_link_gives_a_cookie_and_no_token_anywhere(context, web: Web):
+    web.login_link()
+    out = web.clauderon.run("web", "--listen", f"127.0.0.1:{web.port}").stdout
+    assert "already listens" in out  # the same listener, nothing restarted
     link = web.login_link()
     token = link.split("token=", 1)[1]
     page = context.new_page()
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
     page.goto(link)
     page.wait_for_selector("#connection:has-text('live')")
-    # Redirected to a URL without the token; the cookie is HttpOnly and SameSite=Strict.
+    # Redirected to a URL without the token.
     assert page.url == f"{web.base}/"
-    assert "token" not in page.url
+    row(page, "first").locator("a").click()
+    page.wait_for_selector("#terminal .xterm-rows")
+    # No request after the login link carries the token, or any token.
+    assert urls[0] == link and len(urls) > 5
+    assert not [url for url in urls[1:] if "token" in url]
+    # The cookie is HttpOnly and SameSite=Strict.
     (cookie,) = context.cookies()
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert token not in cookie["value"]
@@ -75,6 +86,33 @@ def test_terminal_shows_the_agent_and_typing_reaches_the_model(page, web: Web):
     page.keyboard.press("Enter")
     web.api.wait_for(lambda r: "typed in the browser" in json.dumps(r.json), timeout=90)
     # The send box, as `clauderon send`.
+    wait_for_agent_screen(page)
+    # A paste arrives as one paste (xterm.js handles the browser's paste event).
+    page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.setData('text/plain', 'pasted in the browser');
+            document.querySelector('#terminal .xterm-helper-textarea').dispatchEvent(
+                new ClipboardEvent('paste', {clipboardData: data, bubbles: true}));
+        }"""
+    )
+    page.keyboard.press("Enter")
+    web.api.wait_for(lambda r: "pasted in the browser" in json.dumps(r.json), timeout=90)
+    # The agent's terminal follows the window's size.
+    screen = Client(paths=web.clauderon.paths, autostart=False)
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    shown = page.locator("#terminal .xterm-rows > div")
+    wait_for(
+        lambda: screen.request("GET", "/api/sessions/first/screen")["rows"] == shown.count(),
+        30,
+    )
+    taller = shown.count()
+    page.set_viewport_size({"width": 1280, "height": 700})
+    wait_for(lambda: shown.count() < taller, 30)
+    wait_for(
+        lambda: screen.request("GET", "/api/sessions/first/screen")["rows"] == shown.count(),
+        30,
+    )
     wait_for_agent_screen(page)
     page.fill("#send-text", "sent from the box")
     page.click("#send")
