@@ -35,7 +35,7 @@ from ..models import (
     PushRequest,
     SessionView,
 )
-from .auth import OpenConnections, Principal, new_token, over_unix_socket
+from .auth import OpenConnections, Principal, over_unix_socket
 from .blocking import blocking
 from .manager import SessionManager
 
@@ -337,10 +337,10 @@ def create_app(
         limit: int = Query(default=200, ge=1, le=10000),
         follow: bool = False,
     ) -> Any:
-        entries = manager.proxy.audit.read(session, limit)
+        entries = manager.audit_entries(session, limit)
         if not follow:
             return entries
-        queue = manager.proxy.audit.subscribe()
+        queue = manager.audit_subscribe()
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -351,7 +351,7 @@ def create_app(
                     if session is None or entry.get("session") == session:
                         yield _line(entry)
             finally:
-                manager.proxy.audit.unsubscribe(queue)
+                manager.audit_unsubscribe(queue)
 
         return StreamingResponse(body(), media_type=NDJSON)
 
@@ -380,18 +380,18 @@ def create_app(
     @app.post("/api/tokens", status_code=201)
     async def create_token(req: TokenRequest, request: Request) -> dict[str, str]:
         _local_only(request)
-        token_id, token = new_token(manager.store, req.name)
+        token_id, token = manager.new_token(req.name)
         return {"id": token_id, "name": req.name, "token": token}
 
     @app.get("/api/tokens")
     async def list_tokens(request: Request) -> list[dict[str, str]]:
         _local_only(request)
-        return manager.store.list_tokens()
+        return manager.list_tokens()
 
     @app.delete("/api/tokens/{token_id}")
     async def revoke_token(token_id: str, request: Request) -> dict[str, str]:
         _local_only(request)
-        if not manager.store.delete_token(token_id):
+        if not manager.delete_token(token_id):
             raise ClauderonError(f"no token with id {token_id!r}", code="not_found", status=404)
         closed = connections.revoke(Principal("token", token_id)) if connections else 0
         return {"id": token_id, "status": "revoked", "closed": str(closed)}
