@@ -198,3 +198,31 @@ def test_phone_and_desktop_layouts(browser, web: Web):
                 page.screenshot(path=str(target / f"web-{label}.png"))
         finally:
             context.close()
+
+
+def test_usable_with_the_keyboard(page, web: Web):
+    def focused() -> str:
+        return page.evaluate("document.activeElement.id || document.activeElement.className")
+
+    page.keyboard.press("n")
+    page.wait_for_selector("#create-form")
+    assert focused() == "prompt"
+    page.goto(f"{web.base}/#/")
+    row(page, "first").wait_for()
+    for _ in range(20):  # Tab reaches the session's row; Enter opens it
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('li.session-row') !== null"):
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{web.base}/#/s/first")
+    page.wait_for_selector("#terminal .xterm-rows")
+    assert "xterm-helper-textarea" in focused()  # typing goes to the agent
+    page.keyboard.press("Control+BracketRight")  # Ctrl+] leaves the terminal
+    assert focused() == "send-text"
+    page.focus("#delete")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("dialog[open]:has-text('Delete the session')")
+    assert page.evaluate("document.activeElement.textContent") == "Cancel"  # the safe choice
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog[open]", state="detached")
+    assert web.session("first") is not None

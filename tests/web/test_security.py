@@ -178,3 +178,15 @@ def test_pages_carry_a_strict_content_security_policy(web: Web, cookie: str):
     assert b"<script>" not in body and b" style=" not in body  # no inline script or style
     status, headers, _b = request(web, "GET", "/api/sessions", {"Cookie": cookie})
     assert "content-security-policy" in headers and headers["cache-control"] == "no-store"
+
+
+def test_logging_out_ends_the_cookie(context, web: Web):
+    page = context.new_page()
+    page.goto(web.login_link())
+    page.wait_for_selector("#connection:has-text('live')")
+    (value,) = [c["value"] for c in context.cookies() if c["name"] == "clauderon_session"]
+    page.click("#logout")
+    page.wait_for_selector("text=Not logged in")
+    assert context.cookies() == []
+    status, _h, _b = request(web, "GET", "/api/sessions", {"Cookie": f"clauderon_session={value}"})
+    assert status == 401  # ended in the daemon, not only forgotten by the browser

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
 
 from ..errors import ClauderonError
@@ -30,8 +30,8 @@ NONCE_MARK = "{{style_nonce}}"
 
 
 class ListenRequest(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = 3030
+    host: str = Field("127.0.0.1", min_length=1, max_length=255)
+    port: int = Field(3030, ge=1, le=65535)
 
 
 def content_security_policy(host: str, style_nonce: str | None = None) -> str:

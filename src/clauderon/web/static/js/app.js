@@ -1,7 +1,7 @@
 // The web UI: three views on hash routes (#/ the list, #/s/<name> a session, #/new the
 // create form), all fed by the daemon's API and /ws/events.
 
-import { start } from "./api.js";
+import { logout, start } from "./api.js";
 import { age, basename, clear, el, route } from "./dom.js";
 import { showCreate } from "./create.js";
 import { showSession } from "./session.js";
@@ -79,7 +79,8 @@ function navigate() {
   if (parts[0] === "s" && parts[1]) leave = showSession(main, parts[1]);
   else if (parts[0] === "new") leave = showCreate(main);
   else leave = showList();
-  main.focus({ preventScroll: true });
+  // Keyboard users start in the new view (unless it chose a field itself).
+  if (!main.contains(document.activeElement) || document.activeElement === document.body) main.focus({ preventScroll: true });
 }
 
 document.addEventListener("keydown", (event) => {
@@ -99,6 +100,13 @@ async function boot() {
     document.getElementById("connection").textContent = "logged out";
     return;
   }
+  document.getElementById("logout").addEventListener("click", async () => {
+    try {
+      await logout();
+    } finally {
+      location.replace("/"); // the page without its cookie says how to log in again
+    }
+  });
   follow();
   window.addEventListener("hashchange", navigate);
   navigate();
