@@ -154,3 +154,14 @@ def test_clauderon_web_says_how_to_fetch_missing_assets(tmp_path, monkeypatch):
         app(["web"], standalone_mode=False, prog_name="clauderon")
     assert "run `clauderon web --fetch-assets`" in refused.value.message
     assert not (tmp_path / "home" / "clauderon.sock").exists()  # no daemon was started
+
+
+def test_the_content_security_policy_is_strict_and_takes_no_header_text():
+    from clauderon.daemon.web import content_security_policy
+
+    csp = content_security_policy("127.0.0.1:3030", "n0nce")
+    assert "script-src 'self';" in csp and "unsafe" not in csp
+    assert "style-src 'self' 'nonce-n0nce'" in csp and "ws://127.0.0.1:3030" in csp
+    assert "frame-ancestors 'none'" in csp
+    injected = content_security_policy("x; script-src *")
+    assert "script-src *" not in injected and "ws://" not in injected

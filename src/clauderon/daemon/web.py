@@ -13,6 +13,7 @@ Routes:
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +28,7 @@ from ..web import STATIC
 from .auth import LOGIN_PATH, SESSION_COOKIE, Scope, WebSessions, over_unix_socket
 
 NONCE_MARK = "{{style_nonce}}"
+_AUTHORITY = re.compile(r"[A-Za-z0-9.\-]+(:\d+)?|\[[0-9A-Fa-f:.]+\](:\d+)?")
 
 
 class ListenRequest(BaseModel):
@@ -40,6 +42,7 @@ def content_security_policy(host: str, style_nonce: str | None = None) -> str:
     sizes its grid with style elements it makes, and the page's script gives them the
     nonce (nothing user-controlled is ever put into markup)."""
     styles = "'self'" + (f" 'nonce-{style_nonce}'" if style_nonce else "")
+    sockets = f" ws://{host}" if _AUTHORITY.fullmatch(host) else ""
     return "; ".join(
         [
             "default-src 'self'",
@@ -47,7 +50,7 @@ def content_security_policy(host: str, style_nonce: str | None = None) -> str:
             f"style-src {styles}",
             "img-src 'self' data:",
             "font-src 'self'",
-            f"connect-src 'self' ws://{host}",
+            f"connect-src 'self'{sockets}",
             "object-src 'none'",
             "base-uri 'none'",
             "form-action 'self'",
