@@ -118,6 +118,12 @@ def test_terminal_shows_the_agent_and_typing_reaches_the_model(page, web: Web):
     page.click("#send")
     page.wait_for_selector(".notice:has-text('Sent.')")
     web.api.wait_for(lambda r: "sent from the box" in json.dumps(r.json), timeout=90)
+    # Its audit log, live: the model calls went through the proxy.
+    page.click("#tab-audit")
+    page.wait_for_selector("#audit li:has-text('api.anthropic.com')")
+    # Its diff: the agent changed nothing.
+    page.click("#tab-diff")
+    page.wait_for_selector("#diff:has-text('No changes.')")
 
 
 def test_create_from_the_form_xss_stays_text_delete_through_the_confirmation(page, web: Web):
