@@ -822,6 +822,58 @@ def doctor() -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def web(
+    listen: str = typer.Option(
+        "127.0.0.1:3030", "--listen", help="Serve the web UI on HOST:PORT (loopback by default)."
+    ),
+    fetch_assets: bool = typer.Option(
+        False, "--fetch-assets", help="Fetch xterm.js from the npm registry (pinned) first."
+    ),
+) -> None:
+    """Serve the web UI from the daemon and print a one-time login link."""
+    from .daemon.server import parse_listen
+    from .web import FETCH_COMMAND, missing_assets
+
+    host, port = parse_listen(listen)
+    if fetch_assets:
+        from .web.assets import FetchError, fetch
+
+        try:
+            fetch()
+        except (FetchError, OSError) as exc:
+            raise ClauderonError(f"web UI assets: {exc}") from None
+        echo("Fetched the web UI's assets (xterm.js).")
+    if missing_assets():
+        raise ClauderonError(
+            f"the web UI's assets (xterm.js) are missing or outdated: run `{FETCH_COMMAND}`"
+        )
+    c = client()
+    answer = c.request("POST", "/api/web/listen", json={"host": host, "port": port})
+    pid = c.request("GET", "/api/health")["pid"]
+    if answer["started"]:
+        echo(f"The daemon (pid {pid}) now also listens on {host}:{port} (until it stops).")
+    else:
+        echo(f"The daemon (pid {pid}) already listens on {host}:{port}.")
+    login = c.request("POST", "/api/web/login")
+    shown = _url_host(host)
+    minutes = max(1, int(login["expires_in"]) // 60)
+    echo(f"Open this link to log in (it works once, for {minutes} minutes):")
+    echo(f"  http://{shown}:{port}/login?token={login['token']}")
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        echo("Anyone who can reach that address needs the link or a token; use it on trusted")
+        echo("networks only (the traffic is not encrypted).")
+
+
+def _url_host(host: str) -> str:
+    """The host part of a URL a browser can open for a listener on `host`."""
+    import socket
+
+    if host in ("0.0.0.0", "::"):
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
 # --- daemon ---------------------------------------------------------------------------
 
 
