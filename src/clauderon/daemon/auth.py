@@ -61,7 +61,7 @@ def over_unix_socket(scope: Scope) -> bool:
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers") or []:
         if key == name:
-            return value.decode("latin-1")
+            return bytes(value).decode("latin-1")
     return None
 
 
@@ -92,8 +92,10 @@ class BearerToken:
             scheme, _, token = header.partition(" ")
             return token.strip() if scheme.lower() == "bearer" and token.strip() else None
         if scope["type"] == "websocket":
-            query = parse_qs((scope.get("query_string") or b"").decode(errors="replace"))
-            return (query.get("token") or [None])[0]
+            raw: bytes = scope.get("query_string") or b""
+            query = parse_qs(raw.decode(errors="replace"))
+            tokens = query.get("token")
+            return tokens[0] if tokens else None
         return None
 
     def authenticate(self, scope: Scope) -> Principal | None:
