@@ -337,21 +337,12 @@ def create_app(
         limit: int = Query(default=200, ge=1, le=10000),
         follow: bool = False,
     ) -> Any:
-        entries = manager.proxy.audit.read(session, limit)
-        if not follow:
-            return entries
-        queue = manager.proxy.audit.subscribe()
+        if not follow:  # the file is read in a thread: the loop carries the proxy
+            return await blocking(manager.proxy.audit.read, session, limit)
 
         async def body() -> AsyncIterator[bytes]:
-            try:
-                for entry in entries:
-                    yield _line(entry)
-                while True:
-                    entry = await queue.get()
-                    if session is None or entry.get("session") == session:
-                        yield _line(entry)
-            finally:
-                manager.proxy.audit.unsubscribe(queue)
+            async for entry in manager.proxy.audit.follow(session, limit):
+                yield _line(entry)
 
         return StreamingResponse(body(), media_type=NDJSON)
 

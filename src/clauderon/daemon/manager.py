@@ -71,7 +71,8 @@ from .console import Console, ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
 from .landing import Landing
-from .status import effective_status, status_from_report, status_reason, transcript_interrupted
+from .live import LiveReports
+from .status import effective_status, status_reason, transcript_interrupted
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,9 @@ class SessionManager(Landing):
         self._sync_task: asyncio.Task[None] | None = None
         self._stats = {}  # session id → review.Stats (landing.py), read by `list`
         self.github_api_url = github.api_url if github else None
-        directory.on_report = self._on_agent_report
-        directory.on_model_calls = self._on_model_calls
-        directory.on_model_result = self._on_model_result
+        # Agent reports and model calls: recorded off the loop, in order (live.py).
+        self.live = LiveReports(store, directory, self._publish)
+        self.live.attach()
 
     # --- helpers --------------------------------------------------------------------
 
@@ -217,41 +218,6 @@ class SessionManager(Landing):
             )
 
         return report
-
-    # --- agent status ---------------------------------------------------------------
-
-    def _on_agent_report(self, name: str, agent: str, event: str, payload: dict[str, Any]) -> None:
-        status = status_from_report(agent, event, payload)
-        session = self.store.get_session(name)
-        if status is None or session is None:
-            return
-        previous = session.agent_status
-        session.agent_status, session.agent_status_at = status, utcnow()
-        # Only these fields: a whole-record save would race with an operation in progress.
-        self.store.update_live_fields(session)
-        if status != previous:
-            self.store.add_event(session, "agent_status", {"agent_status": status.value})
-            self._publish(
-                "agent_status", session, agent_status=status.value, previous=previous.value
-            )
-
-    def _on_model_result(self, name: str, error: str | None) -> None:
-        """What the proxy saw of a model call: its failure (the agent waits on nothing:
-        the user must act), or a success, which clears the last failure."""
-        session = self.store.get_session(name)
-        if session is None or session.model_error == error:
-            return
-        session.model_error = error
-        self.store.update_live_fields(session)
-        self._publish("agent_status", session, model_error=error, source="proxy")
-
-    def _on_model_calls(self, name: str) -> None:
-        session = self.store.get_session(name)
-        if session is None:
-            return
-        working = self.directory.model_calls_in_flight(name) > 0
-        status = AgentStatus.WORKING if working else session.agent_status
-        self._publish("agent_status", session, agent_status=status.value, source="proxy")
 
     async def _interrupted(self, sessions: list[Session]) -> set[str]:
         """Sessions whose Claude transcript ends with an interruption (Escape fires no

@@ -140,9 +140,8 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     directory = ProxySessions()
     policy = Policy.from_config(config.proxy)
     credentials = CredentialStore(paths.secrets, policy.credential_names())
-    proxy = CredentialProxy(
-        config.proxy, confdir, credentials, directory, AuditLog(paths.audit_log)
-    )
+    audit = AuditLog(paths.audit_log)
+    proxy = CredentialProxy(config.proxy, confdir, credentials, directory, audit)
     manager = SessionManager(
         paths, store, backend, EventBus(), proxy, directory, ca_cert, github=config.github
     )
@@ -177,6 +176,9 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     reconciler.cancel()
     manager.consoles.close_all()
     await proxy.stop()
+    # Written off the loop by their own threads: what is queued is written before the end.
+    await asyncio.to_thread(audit.close)
+    await asyncio.to_thread(manager.live.close)
     store.close()
     log.info("daemon stopped")
     return 0
