@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import ssl
 import subprocess
@@ -281,6 +282,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f'[proxy.upstreams]\n"api.anthropic.com" = "http://127.0.0.1:{port}"\n'
             )
             home.env["ANTHROPIC_API_KEY"] = KEY  # the daemon (started by `create`) has it
+            if args.loop_slow:
+                home.env["CLAUDERON_LOOP_SLOW"] = str(args.loop_slow)
             name = home.name("loop", 0)
             size = prefill_audit(home.paths.audit_log, args.prefill, name)
             results["audit_prefill_bytes"] = size
@@ -328,6 +331,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["samples"] = samples
             results["client_counts"] = counts
             results["client_seconds"] = windows
+            if args.loop_slow:
+                results["slow_steps"] = slow_steps(home.paths.logs / "daemon.log")
         finally:
             if forwarder is not None:
                 forwarder.terminate()
@@ -341,6 +346,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with contextlib.suppress(Exception):
                 home.delete_session(home.name("loop", 0))
     return results
+
+
+SLOW_STEP = re.compile(r"Executing (.*) took (\d+\.\d+) seconds")
+
+
+def slow_steps(daemon_log: Path) -> dict[str, Any]:
+    """The loop's slow steps asyncio's debug mode logged: how many, how long, and by
+    what (the callback's or task's code location, without its arguments)."""
+    by_where: dict[str, list[float]] = {}
+    for line in daemon_log.read_text(errors="replace").splitlines():
+        found = SLOW_STEP.search(line)
+        if found is None:
+            continue
+        what = found.group(1)
+        where = re.findall(r"(?:created at|at) (/[^ >]+:\d+)", what)
+        coro = re.search(r"coro=<([\w.]+)", what)
+        key = coro.group(1) if coro else (where[-1] if where else what[:80])
+        by_where.setdefault(key, []).append(float(found.group(2)))
+    top = sorted(by_where.items(), key=lambda kv: -sum(kv[1]))[:8]
+    return {
+        "count": sum(len(v) for v in by_where.values()),
+        "seconds": sum(sum(v) for v in by_where.values()),
+        "max": max((max(v) for v in by_where.values()), default=0.0),
+        "top": [{"where": k, "n": len(v), "seconds": sum(v), "max": max(v)} for k, v in top],
+    }
 
 
 def common_free_port() -> int:
@@ -374,6 +404,21 @@ def report(results: dict[str, Any]) -> str:
         f"{total('audit-f')} followed audit lines, {total('logs-f')} followed log lines; "
         f"audit log {results['audit_prefill_bytes'] / 1e6:.1f} MB at the start.",
     ]
+    slow = results.get("slow_steps")
+    if slow is not None:
+        lines += [
+            "",
+            f"Loop steps slower than {results['args']['loop_slow'] * 1e3:.0f} ms (asyncio debug "
+            f"mode, whole run): {slow['count']}, {slow['seconds']:.2f} s in all, the longest "
+            f"{slow['max'] * 1e3:.0f} ms.",
+            "",
+            "| step | n | total s | max ms |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| `{t['where']}` | {t['n']} | {t['seconds']:.2f} | {t['max'] * 1e3:.0f} |"
+            for t in slow["top"]
+        ]
     return "\n".join(lines)
 
 
@@ -384,6 +429,13 @@ def main() -> int:
     parser.add_argument("--followers", type=int, default=2)
     parser.add_argument("--prefill", type=int, default=30000)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--loop-slow",
+        type=float,
+        default=0.0,
+        help="diagnosis: run the daemon's loop in debug mode and report its steps slower "
+        "than this many seconds (slows everything: not for the latency figures)",
+    )
     parser.add_argument("--role", choices=["reader", "reporter"], help=argparse.SUPPRESS)
     parser.add_argument("--session", help=argparse.SUPPRESS)
     parser.add_argument("--proxy", help=argparse.SUPPRESS)

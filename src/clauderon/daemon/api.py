@@ -337,8 +337,13 @@ def create_app(
         limit: int = Query(default=200, ge=1, le=10000),
         follow: bool = False,
     ) -> Any:
-        if not follow:  # the file is read in a thread: the loop carries the proxy
-            return await blocking(manager.proxy.audit.read, session, limit)
+        if not follow:  # read and encoded in a thread: the loop carries the proxy
+            audit = manager.proxy.audit
+
+            def encoded() -> bytes:
+                return json.dumps(audit.read(session, limit)).encode()
+
+            return Response(await blocking(encoded), media_type="application/json")
 
         async def body() -> AsyncIterator[bytes]:
             async for entry in manager.proxy.audit.follow(session, limit):

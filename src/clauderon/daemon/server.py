@@ -32,6 +32,9 @@ from .manager import SessionManager
 
 log = logging.getLogger("clauderon.daemon")
 RECONCILE_INTERVAL = float(os.environ.get("CLAUDERON_RECONCILE_INTERVAL", "30"))
+# Diagnosis: log every event-loop step slower than this many seconds (asyncio's debug
+# mode; slows the daemon down). The loop carries the proxy: nothing may block it.
+LOOP_SLOW = os.environ.get("CLAUDERON_LOOP_SLOW")
 
 
 def acquire_daemon_lock(paths: Paths) -> IO[str] | None:
@@ -133,6 +136,11 @@ def run_daemon(paths: Paths, listen: str | None = None) -> int:
 
 
 async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
+    if LOOP_SLOW:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = float(LOOP_SLOW)
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
     config = load_config(paths.config)
     ca_cert, confdir = ensure_ca(paths.home)
     store = Store(paths.db)
