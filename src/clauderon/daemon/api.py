@@ -35,7 +35,7 @@ from ..models import (
     PushRequest,
     SessionView,
 )
-from .auth import OpenConnections, Principal, new_token, over_unix_socket
+from .auth import OpenConnections, Principal, over_unix_socket
 from .blocking import blocking
 from .manager import SessionManager
 
@@ -338,15 +338,14 @@ def create_app(
         follow: bool = False,
     ) -> Any:
         if not follow:  # read and encoded in a thread: the loop carries the proxy
-            audit = manager.proxy.audit
 
             def encoded() -> bytes:
-                return json.dumps(audit.read(session, limit)).encode()
+                return json.dumps(manager.audit_entries(session, limit)).encode()
 
             return Response(await blocking(encoded), media_type="application/json")
 
         async def body() -> AsyncIterator[bytes]:
-            async for entry in manager.proxy.audit.follow(session, limit):
+            async for entry in manager.audit_follow(session, limit):
                 yield _line(entry)
 
         return StreamingResponse(body(), media_type=NDJSON)
@@ -376,18 +375,18 @@ def create_app(
     @app.post("/api/tokens", status_code=201)
     async def create_token(req: TokenRequest, request: Request) -> dict[str, str]:
         _local_only(request)
-        token_id, token = new_token(manager.store, req.name)
+        token_id, token = manager.new_token(req.name)
         return {"id": token_id, "name": req.name, "token": token}
 
     @app.get("/api/tokens")
     async def list_tokens(request: Request) -> list[dict[str, str]]:
         _local_only(request)
-        return manager.store.list_tokens()
+        return manager.list_tokens()
 
     @app.delete("/api/tokens/{token_id}")
     async def revoke_token(token_id: str, request: Request) -> dict[str, str]:
         _local_only(request)
-        if not manager.store.delete_token(token_id):
+        if not manager.delete_token(token_id):
             raise ClauderonError(f"no token with id {token_id!r}", code="not_found", status=404)
         closed = connections.revoke(Principal("token", token_id)) if connections else 0
         return {"id": token_id, "status": "revoked", "closed": str(closed)}

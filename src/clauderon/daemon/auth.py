@@ -28,14 +28,14 @@ import re
 import secrets
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from ..store import Store
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]  # an ASGI scope (starlette types it so)
 ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
 ]

@@ -9,10 +9,9 @@ again, runs the git work of `review.py` off the event loop, and saves.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import github, review
 from ..errors import ClauderonError, Conflict, InvalidInput
@@ -26,16 +25,10 @@ from ..models import (
     utcnow,
 )
 from .blocking import blocking, iterate_in_thread
-
-if TYPE_CHECKING:
-    from .manager import SessionManager
+from .syncing import Syncing
 
 log = logging.getLogger(__name__)
 
-# Seconds between looks at a worktree's uncommitted changes: while its agent runs, and
-# otherwise (only the user edits then).
-DIRTY_INTERVAL = 10.0
-DIRTY_INTERVAL_IDLE = 60.0
 MAX_MESSAGE_BYTES = 100_000
 
 
@@ -82,79 +75,10 @@ def _ssh_env(sock: str | None) -> dict[str, str]:
     return {"SSH_AUTH_SOCK": sock}
 
 
-class Landing:
-    """Mixed into SessionManager."""
+class Landing(Syncing):
+    """Part of SessionManager."""
 
-    _stats: dict[str, review.Stats]
-    github_api_url: str | None
-
-    # --- the numbers `list` shows --------------------------------------------------------
-
-    def stats_view(self: SessionManager, session: Session) -> dict[str, Any]:
-        stats = self._stats.get(session.id)
-        out: dict[str, Any] = {"merged": False}
-        if stats is not None:
-            out.update(
-                ahead=stats.ahead,
-                behind=stats.behind,
-                changed_files=stats.changed_files,
-                dirty=bool(stats.uncommitted),
-            )
-            out["merged"] = bool(session.merged_tip) and stats.key[0] == session.merged_tip
-        return out
-
-    def compute_stats(self: SessionManager, session: Session, force: bool = False) -> None:
-        """Refresh the cached numbers of one session (blocking: run off the loop). Cheap
-        when its branch and base branch did not move (two small file reads) and the
-        worktree was looked at less than DIRTY_INTERVAL (stopped: _IDLE) ago."""
-        common = Path(session.git_common_dir)
-        if not common.is_dir():
-            return
-        key = (
-            review.read_ref(common, f"refs/heads/{session.branch}"),
-            review.read_ref(common, f"refs/heads/{session.base_ref}") if session.base_ref else None,
-        )
-        old = self._stats.get(session.id)
-        now = time.monotonic()
-        moved = old is None or old.key != key
-        interval = (
-            DIRTY_INTERVAL if session.status == SessionStatus.RUNNING else DIRTY_INTERVAL_IDLE
-        )
-        dirty_due = force or old is None or now - old.dirty_at >= interval
-        if not moved and not dirty_due:
-            return
-        stats = review.Stats(key)
-        if moved or force:
-            stats.ahead, stats.behind, stats.committed = review.branch_stats(
-                common, key[0], key[1], session.base_commit
-            )
-        else:
-            assert old is not None
-            stats.ahead, stats.behind, stats.committed = old.ahead, old.behind, old.committed
-        if dirty_due or moved:
-            if Path(session.worktree).is_dir() and Path(session.git_dir).is_dir():
-                stats.uncommitted = self._worktree(session).changed_files()
-            stats.dirty_at = now
-        else:
-            assert old is not None
-            stats.uncommitted, stats.dirty_at = old.uncommitted, old.dirty_at
-        self._stats[session.id] = stats
-
-    def stats_round(self: SessionManager, sessions: list[Session]) -> None:
-        """One pass of the sync loop over every session (blocking, in one worker thread);
-        a session busy with an operation is left for the next pass."""
-        live = {s.id for s in sessions}
-        for sid in set(self._stats) - live:
-            self._stats.pop(sid, None)
-        for session in sessions:
-            if self._lock.busy(session.name):
-                continue
-            try:
-                self.compute_stats(session)
-            except Exception as exc:  # a broken repository must not stop the loop
-                log.debug("stats of %s: %s", session.name, exc)
-
-    def _need_worktree(self: SessionManager, session: Session) -> None:
+    def _need_worktree(self, session: Session) -> None:
         if session.status in (SessionStatus.CREATING, SessionStatus.DELETING):
             raise Conflict(f"session {session.name!r} is {session.status.value}")
         if not (Path(session.worktree).is_dir() and Path(session.git_dir).is_dir()):
@@ -167,7 +91,7 @@ class Landing:
     # --- diff -------------------------------------------------------------------------
 
     async def diff(
-        self: SessionManager,
+        self,
         name: str,
         *,
         stat: bool = False,
@@ -202,7 +126,7 @@ class Landing:
             argv = await blocking(prepare)
         return iterate_in_thread(review.stream_command(argv, common))
 
-    async def changes(self: SessionManager, name: str, base: str | None = None) -> dict[str, Any]:
+    async def changes(self, name: str, base: str | None = None) -> dict[str, Any]:
         """The changed files as data: path, lines added and deleted (None: binary)."""
         chunks = []
         async for chunk in await self.diff(name, base=base, numstat=True):
@@ -218,7 +142,7 @@ class Landing:
 
     # --- commit -----------------------------------------------------------------------
 
-    async def commit(self: SessionManager, name: str, req: CommitRequest) -> dict[str, Any]:
+    async def commit(self, name: str, req: CommitRequest) -> dict[str, Any]:
         from .manager import git_identity
 
         message = _check_text(req.message, "commit message")
@@ -244,7 +168,7 @@ class Landing:
 
     # --- merge ------------------------------------------------------------------------
 
-    async def merge(self: SessionManager, name: str, req: MergeRequest) -> dict[str, Any]:
+    async def merge(self, name: str, req: MergeRequest) -> dict[str, Any]:
         from .manager import git_identity
 
         if req.mode not in review.MODES:
@@ -327,12 +251,10 @@ class Landing:
 
     # --- push and pull requests ------------------------------------------------------------
 
-    async def _push_locked(
-        self: SessionManager, session: Session, remote: str, env: dict[str, str]
-    ) -> str:
+    async def _push_locked(self, session: Session, remote: str, env: dict[str, str]) -> str:
         return await blocking(review.push, Path(session.repo), remote, session.branch, env)
 
-    async def push(self: SessionManager, name: str, req: PushRequest) -> dict[str, Any]:
+    async def push(self, name: str, req: PushRequest) -> dict[str, Any]:
         remote = _check_remote(req.remote)
         env = _ssh_env(req.ssh_auth_sock)
         await self.sync(name)
@@ -349,9 +271,7 @@ class Landing:
                 "status": status,
             }
 
-    async def pull_request(
-        self: SessionManager, name: str, req: PullRequestRequest
-    ) -> dict[str, Any]:
+    async def pull_request(self, name: str, req: PullRequestRequest) -> dict[str, Any]:
         remote = _check_remote(req.remote)
         env = _ssh_env(req.ssh_auth_sock)
         title = _check_text(req.title, "title")
