@@ -108,6 +108,19 @@ def test_audit_write_reaches_followers_at_once_and_the_file_in_order(tmp_path: P
     assert [json.loads(line)["n"] for line in lines] == list(range(300))
 
 
+def test_audit_drops_beyond_its_backlog_and_says_how_many(tmp_path: Path):
+    log = AuditLog(tmp_path / "audit.jsonl", backlog=5)
+    with log._lock:  # the disk stalls: the writer waits for the file
+        for i in range(20):
+            log.write({"session": "s", "n": i})
+    log.close()
+    entries = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    written = [e["n"] for e in entries if "n" in e]
+    assert written == sorted(written) and 5 <= len(written) < 20
+    dropped = [e["dropped"] for e in entries if e.get("decision") == "audit-dropped"]
+    assert sum(dropped) == 20 - len(written)
+
+
 def test_audit_read_sees_what_was_written_and_reads_only_the_end(tmp_path: Path):
     path = tmp_path / "audit.jsonl"
     with open(path, "w") as out:  # a big log, mostly other sessions'

@@ -31,13 +31,19 @@ READ_BLOCK = 64 * 1024
 
 
 class AuditLog:
-    def __init__(self, path: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS):
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = MAX_BYTES,
+        backups: int = BACKUPS,
+        backlog: int = AUDIT_BACKLOG,
+    ):
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
         self._lock = threading.Lock()  # the files: the writer thread against readers
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
-        self._writer = SerialWorker("audit-writer", AUDIT_BACKLOG, on_drop=self._dropped)
+        self._writer = SerialWorker("audit-writer", backlog, on_drop=self._dropped)
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         """New entries as they are written (`clauderon audit -f`)."""
@@ -90,11 +96,15 @@ class AuditLog:
         """The last `limit` entries (of one session), oldest first. Blocking: reads the
         current file, then the rotated ones, backwards, and stops once it has `limit`."""
         self.flush()  # what was written before this call is in the answer
+        # Only lines that name the session are parsed (most of a busy log is others').
+        needle = json.dumps(session).encode() if session is not None else b""
         entries: list[dict[str, Any]] = []
         with self._lock:  # no rotation halfway through
             for index in range(self.backups + 1):
                 path = self.path if index == 0 else self.path.with_name(f"{self.path.name}.{index}")
                 for line in _lines_backwards(path):
+                    if needle not in line:
+                        continue
                     try:
                         entry = json.loads(line)
                     except ValueError:
