@@ -42,6 +42,10 @@ if [ -x "$prefix/venv/bin/python" ] && ! grep -qx "home = $(dirname "$python")" 
   rm -rf "$prefix/venv"  # made by another interpreter
 fi
 "$python" -m venv "$prefix/venv"
+# The web UI's xterm.js, from the npm registry (pinned, integrity checked), shipped in the
+# package. Without it everything else works and `clauderon web` says how to fetch it.
+"$python" "$here/../src/clauderon/web/assets.py" --if-missing \
+  || log "the web UI's assets were not fetched; later: clauderon web --fetch-assets"
 "$prefix/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$here/.." \
   >"$prefix/install.log" 2>&1 || { tail -20 "$prefix/install.log" >&2; exit 1; }
 if [ -w /usr/local/bin ]; then bindir=/usr/local/bin; else bindir=$HOME/.local/bin; fi

@@ -32,6 +32,8 @@ as_user() {
     rm -rf "$venv"
     "$python" -m venv "$venv" || { log "$python cannot make a venv: sudo apt-get install python3-venv"; exit 1; }
   fi
+  # The web UI's xterm.js, from the npm registry (pinned, integrity checked; gitignored).
+  "$python" src/clauderon/web/assets.py --if-missing
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]" >"$venv/install.log" 2>&1 \
     || { tail -20 "$venv/install.log" >&2; exit 1; }
   for image in clauderon-base:bookworm clauderon-agents:bookworm; do
@@ -61,12 +63,17 @@ echo 'int main(void){return 0;}' | cc -static -x c -o /dev/null - >/dev/null 2>&
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # tests/tui runs the dashboard in tmux
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # xterm.js for the web UI
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests/web drive Debian's chromium
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 scripts/build-images.sh
+
+# With root's npm settings (registry, proxy), before the checkout is copied for the user.
+/usr/bin/python3 src/clauderon/web/assets.py --if-missing
 
 getent group docker >/dev/null || groupadd --system docker
 if ! id "$user" >/dev/null 2>&1; then

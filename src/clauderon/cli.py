@@ -582,6 +582,60 @@ def set_access_mode(
     echo(f"{name} is now {mode}.")
 
 
+def _allow_change(host: str | None, session: str | None, allow: bool) -> None:
+    if not host:
+        raise ClauderonError("name a host (e.g. example.com, *.example.com or host:8443)")
+    result = client().request(
+        "POST", "/api/allow" if allow else "/api/disallow", json={"host": host, "session": session}
+    )
+    echo(result["message"])
+
+
+@app.command()
+def allow(
+    host: str | None = typer.Argument(None, help="host, *.domain or host:port", show_default=False),
+    session: str | None = typer.Option(
+        None,
+        "--session",
+        "-s",
+        help="Only this session (default: every session).",
+        autocompletion=complete_session_name,
+    ),
+    show: bool = typer.Option(False, "--list", help="Show what decides egress."),
+    as_json: bool = typer.Option(False, "--json", help="With --list: print JSON."),
+) -> None:
+    """Let sessions reach a host, from their next request (no restart)."""
+    if not show:
+        _allow_change(host, session, True)
+        return
+    rows = client().request("GET", "/api/allow")
+    if session:
+        rows = [r for r in rows if r["session"] in (None, session)]
+    if as_json:
+        print_json(rows)
+        return
+    echo(f"{'RULE':<6} {'HOST':<40} {'FOR':<28} FROM")
+    for row in rows:
+        scope = f"session {row['session']}" if row["session"] else "all sessions"
+        source = {"live": "clauderon allow", "config": "config.toml", "default": "default"}
+        echo(f"{row['rule']:<6} {row['host']:<40} {scope:<28} {source[row['source']]}")
+
+
+@app.command()
+def disallow(
+    host: str | None = typer.Argument(None, help="host, *.domain or host:port", show_default=False),
+    session: str | None = typer.Option(
+        None,
+        "--session",
+        "-s",
+        help="Only this session (default: every session).",
+        autocompletion=complete_session_name,
+    ),
+) -> None:
+    """Refuse a host to sessions from their next request (takes back an `allow`)."""
+    _allow_change(host, session, False)
+
+
 @app.command()
 def audit(
     name: str | None = typer.Argument(
@@ -602,10 +656,11 @@ def audit(
             echo(json.dumps(entry))
             return
         injected = f" +{entry['credential']}" if entry.get("credential") else ""
+        refs = f" [{' '.join(entry['refs'])}]" if entry.get("refs") else ""  # a git push
         echo(
             f"{entry['ts'][:19]}  {entry.get('session') or '-':<24} {entry['status']} "
             f"{entry['decision']:<18} {entry['method']} {entry['host']}"
-            f"{entry.get('path', '')}{injected}"
+            f"{entry.get('path', '')}{injected}{refs}"
         )
 
     if not follow:
@@ -765,6 +820,58 @@ def doctor() -> None:
             failed += 0 if check.warning else 1
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def web(
+    listen: str = typer.Option(
+        "127.0.0.1:3030", "--listen", help="Serve the web UI on HOST:PORT (loopback by default)."
+    ),
+    fetch_assets: bool = typer.Option(
+        False, "--fetch-assets", help="Fetch xterm.js from the npm registry (pinned) first."
+    ),
+) -> None:
+    """Serve the web UI from the daemon and print a one-time login link."""
+    from .daemon.server import parse_listen
+    from .web import FETCH_COMMAND, missing_assets
+
+    host, port = parse_listen(listen)
+    if fetch_assets:
+        from .web.assets import FetchError, fetch
+
+        try:
+            fetch()
+        except (FetchError, OSError) as exc:
+            raise ClauderonError(f"web UI assets: {exc}") from None
+        echo("Fetched the web UI's assets (xterm.js).")
+    if missing_assets():
+        raise ClauderonError(
+            f"the web UI's assets (xterm.js) are missing or outdated: run `{FETCH_COMMAND}`"
+        )
+    c = client()
+    answer = c.request("POST", "/api/web/listen", json={"host": host, "port": port})
+    pid = c.request("GET", "/api/health")["pid"]
+    if answer["started"]:
+        echo(f"The daemon (pid {pid}) now also listens on {host}:{port} (until it stops).")
+    else:
+        echo(f"The daemon (pid {pid}) already listens on {host}:{port}.")
+    login = c.request("POST", "/api/web/login")
+    shown = _url_host(host)
+    minutes = max(1, int(login["expires_in"]) // 60)
+    echo(f"Open this link to log in (it works once, for {minutes} minutes):")
+    echo(f"  http://{shown}:{port}/login?token={login['token']}")
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        echo("Anyone who can reach that address needs the link or a token; use it on trusted")
+        echo("networks only (the traffic is not encrypted).")
+
+
+def _url_host(host: str) -> str:
+    """The host part of a URL a browser can open for a listener on `host`."""
+    import socket
+
+    if host in ("0.0.0.0", "::"):
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
 
 
 # --- daemon ---------------------------------------------------------------------------

@@ -126,7 +126,8 @@ def test_credentials_go_to_the_service_port_only(clauderon, repo, upstream):
     clauderon.run("delete", "--force", created["name"])
     created, container = start(clauderon, repo, upstream)
     code, out = curl(container, "https://github.com:22/probe/port2")
-    assert code != 0 and "403" in out and not upstream.requests_to("/probe/port2")
+    assert "egress to github.com:22 is denied" in out, out  # read inside TLS
+    assert not upstream.requests_to("/probe/port2")
 
 
 def test_read_only_decides_on_the_normalised_path(clauderon, repo, upstream):
@@ -329,6 +330,9 @@ def test_no_route_answers_with_the_session_tokens(clauderon, repo, upstream):
             {"value": "sk-x-123"},
         ),
         ("GET", "/api/audit?limit=1000", "/api/audit", None),
+        ("POST", "/api/allow", "/api/allow", {"host": "example.org", "session": name}),
+        ("GET", "/api/allow", "/api/allow", None),
+        ("POST", "/api/disallow", "/api/disallow", {"host": "example.org", "session": name}),
         ("GET", "/api/cache", "/api/cache", None),
         ("POST", "/api/reconcile", "/api/reconcile", None),
         ("POST", "/api/sessions/cancel", "/api/sessions/cancel", {"request_id": "nope"}),

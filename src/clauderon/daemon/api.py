@@ -55,6 +55,11 @@ class CredentialRequest(BaseModel):
     value: str
 
 
+class AllowRequest(BaseModel):
+    host: str
+    session: str | None = None  # None: every session
+
+
 class SendRequest(BaseModel):
     text: str
 
@@ -330,6 +335,21 @@ def create_app(
     async def set_credential(name: str, req: CredentialRequest) -> dict[str, str]:
         manager.set_credential(name, req.value)
         return {"name": name, "status": "stored"}
+
+    # --- hosts allowed or refused live (`clauderon allow|disallow`) ------------------------
+
+    @app.get("/api/allow")
+    async def allowed_hosts() -> list[dict[str, Any]]:
+        """Every entry that decides egress: live ones, config.toml's, the defaults."""
+        return await manager.allowed_hosts()
+
+    @app.post("/api/allow")
+    async def allow_host(req: AllowRequest) -> dict[str, Any]:
+        return await manager.change_allow(req.host, True, req.session)
+
+    @app.post("/api/disallow")
+    async def disallow_host(req: AllowRequest) -> dict[str, Any]:
+        return await manager.change_allow(req.host, False, req.session)
 
     @app.get("/api/audit", response_model=None)
     async def audit(

@@ -7,9 +7,14 @@ port — every request must:
   listen address): a page whose name was rebound to 127.0.0.1 is refused;
 - come from no foreign page: an `Origin` header, if present (browsers always send it on
   WebSockets and cross-site requests), must name this machine too;
-- carry a credential. Credentials are pluggable (`Credential`): today an API token from
+- carry a credential. Credentials are pluggable (`Credential`): an API token from
   `clauderon token create` (`Authorization: Bearer …`, or `?token=` on a WebSocket, where
-  a browser cannot set headers); a web UI's session cookie would be one more.
+  a browser cannot set headers), or the web UI's session cookie (`WebSessions`: made from a
+  one-time login link of `clauderon web`; its state-changing requests carry its CSRF token,
+  and its requests from a page must come from the listener's own origin, port included).
+
+`/login` is the one path served without a credential: it exchanges a login link's token
+for the cookie (the Host and Origin checks still apply).
 
 Every request and WebSocket a credential opened is tracked under that credential, so
 revoking it closes them at once. `?token=` values are never logged (`redact_tokens`).
@@ -35,7 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..store import Store
 
-Scope = MutableMapping[str, Any]  # an ASGI scope (starlette types it so)
+Scope = MutableMapping[str, Any]
 ASGIApp = Callable[
     [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
 ]
@@ -69,7 +74,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class Principal:
     """Who a request acts for: the credential that admitted it (to revoke it later)."""
 
-    kind: str  # "token" (a "cookie" for a web UI session would be another)
+    kind: str  # "token" (an API token) or "cookie" (a web UI session)
     id: str
 
 
@@ -92,10 +97,9 @@ class BearerToken:
             scheme, _, token = header.partition(" ")
             return token.strip() if scheme.lower() == "bearer" and token.strip() else None
         if scope["type"] == "websocket":
-            raw: bytes = scope.get("query_string") or b""
-            query = parse_qs(raw.decode(errors="replace"))
-            tokens = query.get("token")
-            return tokens[0] if tokens else None
+            query = parse_qs((scope.get("query_string") or b"").decode(errors="replace"))
+            tokens = query.get("token") or []
+            return str(tokens[0]) if tokens else None
         return None
 
     def authenticate(self, scope: Scope) -> Principal | None:
@@ -107,6 +111,111 @@ class BearerToken:
             if hmac.compare_digest(presented, known):
                 return Principal("token", token_id)
         return None
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_COOKIE = "clauderon_session"
+CSRF_HEADER = b"x-csrf-token"
+LOGIN_PATH = "/login"
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    header = _header(scope, b"cookie")
+    if not header:
+        return None
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value
+    return None
+
+
+@dataclass
+class _WebSession:
+    id: str
+    csrf: str
+    expires: float
+
+
+class WebSessions:
+    """The web UI's credential: an HttpOnly, SameSite=Strict cookie naming a session kept
+    here, in the daemon's memory (a daemon restart logs every browser out; `revoke` ends
+    one at once).
+
+    A session starts from a login token that `clauderon web` asks for over the Unix
+    socket: it works once, for `LOGIN_TTL` seconds. Requests with the cookie must:
+    - carry the session's CSRF token in `X-CSRF-Token` when they change anything (the page
+      reads it from `/web/session`, which another site's page cannot read);
+    - come from the listener's own origin when they name one (`Origin` equal to `Host`,
+      port included: a page on another local port is the same *site* for SameSite, and
+      browsers send the cookie to it); a WebSocket must name it.
+    """
+
+    LOGIN_TTL = 300.0
+    SESSION_TTL = 7 * 24 * 3600.0
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self._clock = clock or time.monotonic
+        self._logins: dict[str, float] = {}  # hash of a login token → when it expires
+        self._sessions: dict[str, _WebSession] = {}  # hash of a cookie value → session
+
+    def new_login(self) -> str:
+        self._forget_expired()
+        token = secrets.token_urlsafe(32)
+        self._logins[hash_token(token)] = self._clock() + self.LOGIN_TTL
+        return token
+
+    def redeem(self, login_token: str) -> tuple[str, _WebSession] | None:
+        """A login token → (cookie value, session); None when unknown, used or expired."""
+        self._forget_expired()
+        expires = self._logins.pop(hash_token(login_token), None)
+        if expires is None or expires < self._clock():
+            return None
+        cookie = secrets.token_urlsafe(32)
+        session = _WebSession(
+            uuid.uuid4().hex[:12], secrets.token_urlsafe(32), self._clock() + self.SESSION_TTL
+        )
+        self._sessions[hash_token(cookie)] = session
+        return cookie, session
+
+    def session(self, scope: Scope) -> _WebSession | None:
+        cookie = _cookie(scope, SESSION_COOKIE)
+        if not cookie:
+            return None
+        session = self._sessions.get(hash_token(cookie))
+        if session is None or session.expires < self._clock():
+            return None
+        return session
+
+    def revoke(self, session_id: str) -> bool:
+        for key, session in list(self._sessions.items()):
+            if session.id == session_id:
+                del self._sessions[key]
+                return True
+        return False
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        self._logins = {k: v for k, v in self._logins.items() if v >= now}
+        self._sessions = {k: v for k, v in self._sessions.items() if v.expires >= now}
+
+    def authenticate(self, scope: Scope) -> Principal | None:
+        session = self.session(scope)
+        if session is None:
+            return None
+        origin = _header(scope, b"origin")
+        host = _header(scope, b"host") or ""
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+            raise Refusal(403, "forbidden_origin", "requests from other origins are refused")
+        if scope["type"] == "websocket" and origin is None:
+            raise Refusal(403, "forbidden_origin", "a browser WebSocket names its origin")
+        if scope["type"] == "http" and scope.get("method", "GET") not in SAFE_METHODS:
+            presented = _header(scope, CSRF_HEADER) or ""
+            if not hmac.compare_digest(presented.encode(), session.csrf.encode()):
+                raise Refusal(403, "csrf_failed", "missing or wrong CSRF token (X-CSRF-Token)")
+        return Principal("cookie", session.id)
 
 
 def _host_name(value: str) -> str:
@@ -219,10 +328,13 @@ class TokenGate:
             principal = credential.authenticate(scope)
             if principal is not None:
                 return principal
+        if scope["type"] == "http" and scope.get("path") == LOGIN_PATH:
+            return Principal("login", "")  # the login link is its own credential
         raise Refusal(
             401,
             "unauthorized",
-            "a valid API token is required (Authorization: Bearer …; `clauderon token create`)",
+            "a valid API token (Authorization: Bearer …; `clauderon token create`) or the web "
+            "UI's login (`clauderon web`) is required",
         )
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -255,14 +367,25 @@ def _current_cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+NOT_LOGGED_IN_PAGE = (
+    "<!doctype html><meta charset=utf-8><title>clauderon</title>"
+    "<p>Not logged in. Run <code>clauderon web</code> on the machine the daemon runs on "
+    "and open the login link it prints.</p>"
+)
+
+
 async def _refuse(scope: Scope, send: Any, refusal: Refusal) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 4401 if refusal.status == 401 else 4403})
         return
     headers = [(b"content-type", b"application/json")]
+    body = json.dumps({"code": refusal.code, "message": refusal.message}).encode()
     if refusal.status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    body = json.dumps({"code": refusal.code, "message": refusal.message}).encode()
+        if "text/html" in (_header(scope, b"accept") or ""):  # a browser without its cookie
+            headers = [(b"content-type", b"text/html; charset=utf-8")]
+            body = NOT_LOGGED_IN_PAGE.encode()
+    headers += [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")]
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

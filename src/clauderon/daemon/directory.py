@@ -36,6 +36,7 @@ class ProxySessions:
             egress=session.egress,
             access_mode=session.access_mode,
             hook_token=session.hook_token,
+            branch=session.branch,
         )
 
     def unregister(self, session: Session) -> None:

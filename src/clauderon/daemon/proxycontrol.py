@@ -1,5 +1,5 @@
 """The manager's control of the credential proxy: starting it, each session's socket,
-the credentials and their placeholders, access modes."""
+the credentials and their placeholders, access modes, hosts allowed live."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ..agents import get_agent
 from ..errors import InvalidInput
 from ..forwarder import ensure_forwarder
 from ..models import CREDENTIAL_PLACEHOLDER, AccessMode, Session
+from .blocking import blocking
 from .core import ManagerCore
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,15 @@ class ProxyControl(ManagerCore):
 
     def set_credential(self, name: str, value: str) -> None:
         self.proxy.credentials.set(name, value)
+
+    async def change_allow(self, host: str, allow: bool, session: str | None) -> dict[str, Any]:
+        """`clauderon allow|disallow HOST [--session NAME]` (proxy/allow.py), live."""
+        target = self._get(session) if session else None
+        return await blocking(self.proxy.change_allow, host, allow, target)
+
+    async def allowed_hosts(self) -> list[dict[str, Any]]:
+        sessions = {s.id: s.name for s in await blocking(self.store.list_sessions)}
+        return await blocking(self.proxy.allowed_hosts, sessions)
 
     async def set_access_mode(self, name: str, mode: str) -> Session:
         try:

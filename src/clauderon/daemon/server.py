@@ -25,10 +25,12 @@ from ..proxy.policy import Policy
 from ..proxy.server import CredentialProxy
 from ..store import Store
 from .api import create_app
-from .auth import OpenConnections, RedactTokens, TokenGate
+from .auth import BearerToken, OpenConnections, RedactTokens, TokenGate, WebSessions
 from .directory import ProxySessions
 from .events import EventBus
+from .listeners import Listeners
 from .manager import SessionManager
+from .web import add_web_routes
 
 log = logging.getLogger("clauderon.daemon")
 RECONCILE_INTERVAL = float(os.environ.get("CLAUDERON_RECONCILE_INTERVAL", "30"))
@@ -160,20 +162,19 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
             server.should_exit = True
 
     connections = OpenConnections()
-    app = TokenGate(
-        create_app(manager, shutdown, connections),
-        store,
-        connections,
-        listen_host=tcp[0] if tcp else "127.0.0.1",
-    )
+    api = create_app(manager, shutdown, connections)
+    # TCP listeners (`--listen`, or added by `clauderon web`) each have their own gate.
+    web_sessions = WebSessions()
+    listeners = Listeners(api, store, connections, [BearerToken(store), web_sessions], bind_tcp)
+    add_web_routes(api, web_sessions, listeners.listen)
+    app = TokenGate(api, store, connections)  # over the Unix socket: the user's own
     server_config = uvicorn.Config(
         app, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="off"
     )
     server = uvicorn.Server(server_config)
     sockets = [bind_private_socket(paths.socket)]
     if tcp is not None:
-        sockets.append(bind_tcp(*tcp))
-        log.info("also listening on %s:%s (tokens required)", tcp[0], tcp[1])
+        await listeners.listen(*tcp)
     log.info("daemon %s serving on %s", os.getpid(), paths.socket)
     try:
         await manager.startup()
@@ -181,6 +182,7 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
         log.warning("startup reconcile skipped: %s", exc.message)
     reconciler = asyncio.create_task(manager.reconcile_forever(RECONCILE_INTERVAL, shutdown))
     await server.serve(sockets=sockets)  # uvicorn turns SIGTERM/SIGINT into a graceful stop
+    await listeners.close()
     reconciler.cancel()
     manager.consoles.close_all()
     await proxy.stop()

@@ -40,6 +40,14 @@ from .policy import (
     normalise_path,
     secret_forms,
 )
+from .pushscope import (
+    RESULT_TYPE,
+    PushCommands,
+    PushGate,
+    is_receive_pack,
+    refusals,
+    report,
+)
 
 log = logging.getLogger(__name__)
 PROXY_USER = "clauderon"
@@ -132,6 +140,9 @@ class SessionProxy:
         self._restore_address: dict[str, tuple[str, int]] = {}
         self._forms: tuple[tuple[str, ...], list[bytes]] = ((), [])
         self._upstream_targets = policy.upstream_targets()
+        # CONNECT targets by client connection: a refused one is accepted all the same
+        # (its requests are answered inside TLS) but never connected upstream.
+        self._connect_targets: dict[str, tuple[str, int]] = {}
 
     # --- attribution ----------------------------------------------------------------
 
@@ -169,6 +180,7 @@ class SessionProxy:
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._attributed.pop(client.id, None)
+        self._connect_targets.pop(client.id, None)
 
     # --- hooks ----------------------------------------------------------------------
 
@@ -177,11 +189,29 @@ class SessionProxy:
         if policy is None:
             return
         host, port = flow.request.host, flow.request.port
-        if not self.policy.egress_allows(host, policy.egress, port):
-            text = denial_text(_allow_entry(host, port), policy.name, policy.egress)
-            self._refuse(flow, policy, 403, "egress", text)
-        elif self._local_target(host, port):
-            self._refuse(flow, policy, 403, "host", _host_text(host, port))
+        self._connect_targets[flow.client_conn.id] = (host, port)
+        refusal = self._connect_refusal(policy, host, port)
+        if refusal is not None:
+            # Accepted all the same: a refused CONNECT's body is never shown (curl says
+            # "CONNECT tunnel failed, response 403"), so each request inside the tunnel is
+            # answered 403 with the explanation, over TLS with the CA the container trusts.
+            # Nothing is connected upstream (server_connect).
+            flow.metadata[META] = {
+                "session": policy.name,
+                "host": host,
+                "port": port,
+                "start": time.monotonic(),
+                "credential": None,
+                "path": "",
+            }
+            self._audit(flow, 403, f"denied:{refusal}")
+
+    def _connect_refusal(self, policy: SessionPolicy, host: str, port: int) -> str | None:
+        if not self.policy.egress_allows(host, policy.egress, port, policy.session_id):
+            return "egress"
+        if self._local_target(host, port):
+            return "host"
+        return None
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.request.method == "CONNECT" or flow.response is not None:
@@ -220,7 +250,7 @@ class SessionProxy:
                 f"{_hostport(host, port)}; a request must name the host it is sent to.\n",
             )
             return
-        if not self.policy.egress_allows(host, policy.egress, port):
+        if not self.policy.egress_allows(host, policy.egress, port, policy.session_id):
             text = denial_text(_allow_entry(host, port), policy.name, policy.egress)
             self._refuse(flow, policy, 403, "egress", text)
             if is_model_call(host, request.method, flow.metadata[META]["path"]):
@@ -239,6 +269,11 @@ class SessionProxy:
                 "read-write` allows it.\n",
             )
             return
+        gate = None
+        if is_receive_pack(request.method, request.path, request.headers.get("content-type")):
+            gate = self._push_gate(flow, policy)
+            if gate is None:
+                return
         if not await self._inject(flow, policy, host):
             return
         if self._local_target(host, port):
@@ -247,10 +282,68 @@ class SessionProxy:
         upstream = self.policy.upstream_for(host)
         if upstream:
             self._redirect(flow, upstream)
-        request.stream = True
+        request.stream = gate or True
         if is_model_call(host, request.method, flow.metadata[META]["path"]):
             flow.metadata[META]["model_call"] = policy
             self.directory.model_calls(policy, +1)
+
+    def _push_gate(self, flow: http.HTTPFlow, policy: SessionPolicy) -> PushGate | None:
+        """A `git push`: its body is held back until its ref updates are read
+        (pushscope.PushGate); only refs/heads/<branch> may change. The upstream gets the
+        body chunked, so a refused push can be ended there as an empty one."""
+        request = flow.request
+        push: dict[str, Any] = {
+            "refs": None,
+            "refused": None,
+            "commands": None,
+            "session": policy.name,
+            "branch": policy.branch,
+        }
+        flow.metadata[META]["push"] = push
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            push["refused"] = f"a {encoding}-encoded push cannot be checked"
+            self._refuse(flow, policy, 403, "push-ref", _push_text(policy, push["refused"]))
+            return None
+
+        def decide(commands: PushCommands | None, error: str | None) -> bool:
+            if commands is not None:
+                push["commands"] = commands
+                push["refs"] = [update.ref for update in commands.updates]
+                reasons = refusals(commands, policy.branch, policy.name)
+                push["refused"] = reasons or None
+            else:
+                push["refused"] = error or "the push cannot be read"
+            return not push["refused"]
+
+        request.headers.pop("content-length", None)
+        request.headers["transfer-encoding"] = "chunked"
+        return PushGate(decide)
+
+    def _push_answer(self, flow: http.HTTPFlow, push: dict[str, Any]) -> None:
+        """Answer a refused push as receive-pack declines one (git prints each ref's
+        reason), or 403 when the client asked for no report."""
+        refused, session, branch = push["refused"], push["session"], push["branch"]
+        commands = push.get("commands")
+        if isinstance(refused, dict) and commands is not None:
+            message = (
+                f"clauderon: session {session} may push only refs/heads/{branch} "
+                "(no other branch, no tag, no deletion); push other refs from the host.\n"
+            )
+            body = report(commands, refused, message)
+            if body is not None:
+                flow.response = http.Response.make(
+                    200,
+                    body,
+                    {
+                        "content-type": RESULT_TYPE,
+                        "cache-control": "no-cache",
+                        "x-clauderon-denied": "push-ref",
+                    },
+                )
+                return
+        reason = "; ".join(refused.values()) if isinstance(refused, dict) else str(refused)
+        flow.response = _deny(403, "push-ref", f"clauderon: push refused: {reason}\n")
 
     def _hook_headers(self, flow: http.HTTPFlow, policy: SessionPolicy) -> None:
         """An agent report: the token is checked on the headers and the body is bounded
@@ -262,11 +355,11 @@ class SessionProxy:
         if size is None or size > HOOK_BODY_LIMIT or "transfer-encoding" in request.headers:
             # Answering would mean reading the body first: close the connection instead.
             self._audit(flow, 413, "denied:hook-size")
-            flow.kill()
+            flow.kill()  # type: ignore[no-untyped-call]  # mitmproxy's API is untyped
             return
         if self._hook_flows.get(policy.name, 0) >= HOOK_FLOWS_PER_SESSION:
             self._audit(flow, 429, "denied:hook-busy")
-            flow.kill()
+            flow.kill()  # type: ignore[no-untyped-call]
             return
         self._hook_flows[policy.name] = self._hook_flows.get(policy.name, 0) + 1
         flow.metadata[META]["hook"] = policy  # answered in `request`, once the body is in
@@ -386,6 +479,8 @@ class SessionProxy:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
         meta = flow.metadata.get(META)
+        if meta and (meta.get("push") or {}).get("refused"):
+            return  # the upstream's answer to an empty push: replaced in `response`
         code = flow.response.status_code
         if meta and meta.get("credential") and code == 401:
             self.credentials.mark_rejected(meta["credential"])
@@ -404,7 +499,7 @@ class SessionProxy:
         # streams through (server-sent events still arrive as they come).
         scrubber = SecretScrubber(self._secret_forms())
         headers = flow.response.headers
-        for name, value in list(headers.items(multi=True)):
+        for name, value in list(headers.items(multi=True)):  # type: ignore[no-untyped-call]
             clean = scrubber.scrub(value.encode("utf-8", "surrogateescape"))
             if clean != value.encode("utf-8", "surrogateescape"):
                 values = [
@@ -418,20 +513,29 @@ class SessionProxy:
         if meta and meta.get("credential") and encoding not in ("", "identity"):
             # Asked for identity, got an encoding: the body cannot be checked; drop it.
             self._audit(flow, 502, "denied:encoding")
-            flow.kill()
+            flow.kill()  # type: ignore[no-untyped-call]
             return
         flow.response.stream = scrubber if scrubber.forms else True
 
     def response(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
         self._model_call_done(flow)
-        self._audit(flow, flow.response.status_code, "allowed")
+        push = (flow.metadata.get(META) or {}).get("push")
+        if push and push["refused"] and not flow.response.headers.get("x-clauderon-denied"):
+            self._push_answer(flow, push)
+            self._audit(flow, flow.response.status_code, "denied:push-ref", refs=push["refs"])
+            return
+        extra = {"refs": push["refs"]} if push else {}
+        self._audit(flow, flow.response.status_code, "allowed", **extra)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._model_call_done(flow)
         self._hook_done(flow)
         error = str(flow.error) if flow.error else "error"
         decision = "denied:host" if "resolves to this machine" in error else "allowed"
+        push = (flow.metadata.get(META) or {}).get("push")
+        if push and push["refused"]:
+            decision = "denied:push-ref"
         self._audit(flow, 502, decision, error=error)
 
     def _model_call_done(self, flow: http.HTTPFlow) -> None:
@@ -475,6 +579,11 @@ class SessionProxy:
         never an SNI the agent chose. An upstream the user named is connected as given."""
         server = data.server
         if server.address is None or server.via is not None:
+            return
+        target = self._connect_targets.get(data.client.id)
+        policy = self._attributed.get(data.client.id)
+        if target is not None and (policy is None or self._connect_refusal(policy, *target)):
+            server.error = f"clauderon: {_hostport(*target)} is refused for this session"
             return
         host, port = server.address
         if server.sni is None or server.sni != host:
@@ -566,4 +675,11 @@ def _host_text(host: str, port: int) -> str:
     return (
         f"clauderon: {_hostport(host, port)} is this machine; sessions never reach the "
         "host through the proxy (name a service under [proxy.upstreams] to allow one).\n"
+    )
+
+
+def _push_text(policy: SessionPolicy, reason: str) -> str:
+    return (
+        f"clauderon: push refused: {reason}; session {policy.name} may push only "
+        f"refs/heads/{policy.branch}.\n"
     )

@@ -10,10 +10,14 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ..config import ProxyConfig
 from ..models import CREDENTIAL_PLACEHOLDER, AccessMode, Egress
+
+if TYPE_CHECKING:
+    from .allow import AllowRules
 
 MODEL_HOSTS = ("api.anthropic.com", "api.openai.com")
 DEFAULT_ALLOWLIST = (
@@ -91,6 +95,7 @@ class SessionPolicy:
     egress: Egress
     access_mode: AccessMode
     hook_token: str = ""
+    branch: str = ""  # a git push through the proxy may update refs/heads/<branch> only
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,8 @@ class Policy:
     allowlist: tuple[str, ...] = DEFAULT_ALLOWLIST
     rules: tuple[Rule, ...] = DEFAULT_RULES
     upstreams: dict[str, str] = field(default_factory=dict)
+    # `clauderon allow|disallow`, changed while the daemon runs (proxy/allow.py)
+    live: AllowRules | None = None
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> Policy:
@@ -157,7 +164,26 @@ class Policy:
             upstreams=dict(config.upstreams),
         )
 
-    def egress_allows(self, host: str, egress: Egress, port: int = 443) -> bool:
+    def egress_allows(
+        self, host: str, egress: Egress, port: int = 443, session_id: str = ""
+    ) -> bool:
+        """The session's live entries decide first, then those for all sessions (a
+        refusal always; an allowance in allowlist mode, like config.toml's `allow`),
+        then the egress mode with config.toml and the defaults."""
+        live = self.live
+        if live is not None:
+            rule = live.rule_for(host, port, session_id) if session_id else None
+            if rule is not None:
+                return rule == "allow"
+            rule = live.rule_for(host, port, "")
+            if rule == "deny":
+                return False
+            if rule == "allow" and egress == Egress.ALLOWLIST:
+                return True
+        return self.base_allows(host, egress, port)
+
+    def base_allows(self, host: str, egress: Egress, port: int = 443) -> bool:
+        """The egress mode alone, with config.toml's lists and the defaults."""
         if egress == Egress.OPEN:
             return True
         hosts = MODEL_HOSTS if egress == Egress.OFF else self.allowlist
@@ -351,8 +377,10 @@ def carries_placeholder(value: str) -> bool:
 
 
 def denial_text(host: str, session: str, egress: Egress) -> str:
+    """What a refused client reads: which host, and the command that allows it (live)."""
+    everyone = "" if egress == Egress.OFF else f", or for every session: clauderon allow {host}"
     return (
-        f"clauderon: egress to {host} is denied for session {session} (egress: {egress}). "
-        f'To allow it, add "{host}" to allow = [...] under [proxy] in ~/.clauderon/config.toml '
-        "and restart the daemon, or create the session with --egress open.\n"
+        f"clauderon: egress to {host} is denied for session {session} (egress: {egress}).\n"
+        f"To allow it, run on the host: clauderon allow {host} --session {session}"
+        f"{everyone}\n(it applies at once; `clauderon allow --list` shows what is allowed).\n"
     )

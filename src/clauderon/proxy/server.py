@@ -25,17 +25,21 @@ from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 from mitmproxy.proxy import mode_servers
 
-from ..config import ProxyConfig
-from ..errors import ClauderonError
+from ..config import ProxyConfig, check_allow_entry
+from ..errors import ClauderonError, InvalidInput
+from ..models import Session
 from .addon import SessionDirectory, SessionProxy
+from .allow import LiveAllowList, change
 from .audit import AuditLog
 from .credentials import CredentialStore
-from .policy import Policy
+from .policy import DEFAULT_ALLOWLIST, Policy
 
 log = logging.getLogger(__name__)
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SOCKET_NAME = "p.sock"  # inside the session's proxy directory
 SESSION_PEER_PREFIX = "session:"  # the peer "host" of a connection from a session socket
+MAX_HOST_LENGTH = 260  # a DNS name (253), `*.`, `:port`
+MAX_ALLOW_ENTRIES = 1000  # `clauderon allow|disallow` entries: the file stays small
 
 
 def session_peer(name: str) -> str:
@@ -113,11 +117,15 @@ class CredentialProxy:
         credentials: CredentialStore,
         directory: SessionDirectory,
         audit: AuditLog,
+        allow_file: Path | None = None,
     ):
         self.config = config
         self.port = config.port
         self.confdir = confdir
         self.policy = Policy.from_config(config)
+        # `clauderon allow|disallow`: next to config.toml, in the clauderon home
+        self.live = LiveAllowList(allow_file or confdir.parent / "proxy-allow.json")
+        self.policy.live = self.live
         self.credentials = credentials
         self.directory = directory
         self.audit = audit
@@ -143,9 +151,9 @@ class CredentialProxy:
         addon = SessionProxy(
             self.policy, self.credentials, self.directory, self.audit, self._post_json
         )
-        master.addons.add(
+        master.addons.add(  # type: ignore[no-untyped-call]  # mitmproxy's API is untyped
             core.Core(),
-            proxyserver.Proxyserver(),
+            proxyserver.Proxyserver(),  # type: ignore[no-untyped-call]
             next_layer.NextLayer(),
             tlsconfig.TlsConfig(),
             addon,
@@ -156,10 +164,10 @@ class CredentialProxy:
         }
         if SYSTEM_CA_BUNDLE.exists():  # trust what the host trusts (corporate CAs too)
             updates["ssl_verify_upstream_trusted_ca"] = str(SYSTEM_CA_BUNDLE)
-        master.options.update(**updates)
+        master.options.update(**updates)  # type: ignore[no-untyped-call]
         self._master = master
         self._task = asyncio.create_task(master.run(), name="credential-proxy")
-        server = master.addons.get("proxyserver")
+        server = master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
         # The server every session socket's connections go to (it listens nowhere itself).
         self._instance = mode_servers.ServerInstance.make("regular", server)
         expected = 1 if listen_host else 0
@@ -223,10 +231,10 @@ class CredentialProxy:
         if self._master is not None:
             # mitmproxy closes its listeners only when its modes change, not on shutdown:
             # without this the address stays taken for as long as the daemon runs.
-            server = self._master.addons.get("proxyserver")
+            server = self._master.addons.get("proxyserver")  # type: ignore[no-untyped-call]
             with contextlib.suppress(Exception):
                 await server.servers.update([])
-            self._master.shutdown()
+            self._master.shutdown()  # type: ignore[no-untyped-call]
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, 5)
@@ -248,4 +256,74 @@ class CredentialProxy:
         async with httpx.AsyncClient(timeout=30, verify=verify) as client:
             response = await client.post(url, json=body)
             response.raise_for_status()
-            return response.json()
+            data = response.json()
+        if not isinstance(data, dict):
+            raise ValueError(f"{url} answered {type(data).__name__}, not a JSON object")
+        return data
+
+    # --- `clauderon allow|disallow` ---------------------------------------------------
+
+    def change_allow(self, host: str, allow: bool, session: Session | None) -> dict[str, Any]:
+        """Allow or refuse a host for one session or all, from the next request; saved
+        and audited. Blocking (it writes files): run it in a worker thread."""
+        if len(host) > MAX_HOST_LENGTH:
+            raise InvalidInput(f"a host name is at most {MAX_HOST_LENGTH} characters")
+        try:
+            entry = check_allow_entry(host)
+        except ValueError as exc:
+            raise InvalidInput(f"{exc} (e.g. example.com, *.example.com, host:8443)") from None
+        sid, name = (session.id, session.name) if session else ("", "")
+        full = len(self.live.entries()) >= MAX_ALLOW_ENTRIES
+        if full and self.live.get(entry, sid) is None:
+            raise InvalidInput(
+                f"{MAX_ALLOW_ENTRIES} hosts are allowed or refused already: `clauderon "
+                "disallow` some, or list them under allow = [...] in config.toml"
+            )
+        rule = change(
+            self.policy, self.live, entry, allow, sid, name, session.egress if session else None
+        )
+        scope = f"session {name}" if session else "all sessions"
+        verb = "allowed" if allow else "refused"
+        self.audit.write(
+            {
+                "session": name or None,
+                "host": entry,
+                "method": "ALLOW" if allow else "DISALLOW",
+                "path": "",
+                "status": 200,
+                "credential": None,
+                "decision": f"rule:{rule or 'none'}",
+                "scope": scope,
+            }
+        )
+        note = "" if rule else " (no entry needed)"
+        return {
+            "host": entry,
+            "session": name or None,
+            "rule": rule,
+            "message": f"{entry}: {verb} for {scope} from the next request{note}.",
+        }
+
+    def allowed_hosts(self, sessions: dict[str, str]) -> list[dict[str, Any]]:
+        """Every entry that decides egress: the live ones (of the sessions in `sessions`,
+        id → name; those of deleted sessions are dropped), config.toml's, the defaults."""
+        self.live.forget_sessions(set(sessions))
+        rows: list[dict[str, Any]] = [
+            {
+                "host": e.host,
+                "rule": e.rule,
+                "session": sessions.get(e.session_id) if e.session_id else None,
+                "source": "live",
+                "added": e.added,
+            }
+            for e in self.live.entries()
+        ]
+        configured = self.config.allowlist
+        base = [(h, "default") for h in DEFAULT_ALLOWLIST] if configured is None else []
+        base += [(h, "config") for h in (configured or [])]
+        base += [(h, "config") for h in self.config.allow]
+        rows += [
+            {"host": h, "rule": "allow", "session": None, "source": src, "added": None}
+            for h, src in base
+        ]
+        return rows
