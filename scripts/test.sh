@@ -44,6 +44,7 @@ as_user() {
   lint_dirs="src tests"; [ -d bench ] && lint_dirs="$lint_dirs bench"
   "$venv/bin/ruff" check $lint_dirs
   "$venv/bin/ruff" format --check $lint_dirs
+  "$venv/bin/mypy"  # strict on src/ ([tool.mypy] in pyproject.toml)
   run_pytest "$venv/bin/python" -m pytest "$@"
 }
 

@@ -101,7 +101,7 @@ class RuleConfig(BaseModel):
 class ProxyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    port: int = Field(DEFAULT_PROXY_PORT, ge=1, le=65535)
+    port: int = Field(default=DEFAULT_PROXY_PORT, ge=1, le=65535)
     allow: list[str] = Field(default_factory=list)
     allowlist: list[str] | None = None
     rules: dict[str, RuleConfig] = Field(default_factory=dict)

@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 
 from .errors import ClauderonError, InvalidInput
 
@@ -177,7 +178,11 @@ def add_worktree(repo_root: Path, path: Path, branch: str, base_commit: str) -> 
     return Path(pointer.removeprefix("gitdir: ")).resolve()
 
 
-def _make_writable_and_retry(function, path: str, exc_info) -> None:
+def _make_writable_and_retry(
+    function: Callable[..., object],
+    path: str,
+    exc_info: tuple[type[BaseException], BaseException, TracebackType | None],
+) -> None:
     """rmtree's error handler: a directory without write permission (Go's module cache is
     read-only by design) cannot lose its entries. Give the parent back its write bit and
     try again — through a descriptor opened without following links, so a link the agent

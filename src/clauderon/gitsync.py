@@ -195,7 +195,9 @@ class SessionGit:
     def container_admin(self) -> Path:
         return self.git_dir / "worktrees" / self.worktree_id
 
-    def git(self, args: list[str], *, env: dict[str, str] | None = None, check: bool = True) -> Any:
+    def git(
+        self, args: list[str], *, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """git in the main repository (never in G, never in the worktree)."""
         return run_git(
             [*SAFE_OPTS, f"--git-dir={self.common_dir}", *args],
@@ -728,8 +730,8 @@ class GitSync:
         if not agent_moved and not host_moved and others == state.agent:
             return True
         wanted = {s for b, s in others.items() if state.agent.get(b) != s}
-        if agent_moved:
-            wanted.add(agent_tip)  # type: ignore[arg-type]
+        if agent_tip is not None and agent_moved:
+            wanted.add(agent_tip)
         arrived: set[str] = set()
         if wanted:
             copy_objects(lay)
@@ -745,14 +747,19 @@ class GitSync:
             saved[sha] = ref
             return ref
 
+        # (host_tip/agent_tip are not None when host_moved/agent_moved: said again for
+        # the type checker, which does not follow the flags)
         new_tip, write_back = tip, None
-        if agent_moved and agent_tip in arrived:
-            assert agent_tip is not None
-            if host_moved and self._is_ancestor(lay, agent_tip, host_tip):  # type: ignore[arg-type]
+        if agent_tip is not None and agent_moved and agent_tip in arrived:
+            if host_tip is not None and host_moved and self._is_ancestor(lay, agent_tip, host_tip):
                 write_back = new_tip = host_tip
             else:
-                if host_moved and not self._is_ancestor(lay, host_tip, agent_tip):  # type: ignore[arg-type]
-                    ref = keep(host_tip, "conflict")  # type: ignore[arg-type]
+                if (
+                    host_tip is not None
+                    and host_moved
+                    and not self._is_ancestor(lay, host_tip, agent_tip)
+                ):
+                    ref = keep(host_tip, "conflict")
                     result.conflict = {
                         "ref": ref,
                         "host_tip": host_tip,
@@ -761,10 +768,10 @@ class GitSync:
                     }
                 elif not host_moved and not self._is_ancestor(lay, tip, agent_tip):
                     keep(tip, "replaced")
-                old = host_tip or "0" * state.hexlen
-                lines.append(f"update refs/heads/{branch} {agent_tip} {old}")
+                expected = host_tip or "0" * state.hexlen
+                lines.append(f"update refs/heads/{branch} {agent_tip} {expected}")
                 new_tip = result.tip = agent_tip
-        elif host_moved:
+        elif host_tip is not None and host_moved:
             write_back = new_tip = host_tip
         elif agent_moved:
             log.warning("%s: the agent's branch tip %s did not arrive whole", lay.name, agent_tip)

@@ -13,6 +13,7 @@ lock.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -61,7 +62,7 @@ class MergeConflict(ClauderonError):
         super().__init__(message)
         self.files = files
 
-    def to_json(self) -> dict[str, Any]:  # type: ignore[override]
+    def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "files": self.files}
 
 
@@ -201,7 +202,9 @@ def stream_command(argv: list[str], cwd: Path, limit: int = MAX_DIFF_BYTES) -> I
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    # A pipe with the default buffering: a BufferedReader, whose read1 returns what is
+    # there without waiting for the whole 64 KiB.
+    assert isinstance(proc.stdout, io.BufferedReader) and proc.stderr is not None
     sent = 0
     try:
         while chunk := proc.stdout.read1(65536):

@@ -77,6 +77,7 @@ class Store:
     def __init__(self, path: Path):
         self.path = path
         self._lock = threading.RLock()
+        self._token_cache: list[tuple[str, str]] | None = None
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -88,7 +89,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return self._db.execute("PRAGMA user_version").fetchone()[0]
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
         with self._lock:
@@ -275,15 +276,22 @@ class Store:
                 "INSERT INTO api_tokens (id, name, hash, created_at) VALUES (?, ?, ?, ?)",
                 (token_id, name, token_hash, utcnow().isoformat()),
             )
+            self._token_cache = None
 
     def token_hashes(self) -> list[str]:
-        with self._lock:
-            return [r["hash"] for r in self._db.execute("SELECT hash FROM api_tokens")]
+        return [known for _, known in self.token_ids_and_hashes()]
 
     def token_ids_and_hashes(self) -> list[tuple[str, str]]:
+        """Checked on every request over TCP, on the event loop: read from the database
+        once, then kept (tokens change only through this store, which drops the copy)."""
+        cached = self._token_cache
+        if cached is not None:
+            return list(cached)
         with self._lock:
             rows = self._db.execute("SELECT id, hash FROM api_tokens")
-            return [(r["id"], r["hash"]) for r in rows]
+            tokens = [(r["id"], r["hash"]) for r in rows]
+            self._token_cache = tokens
+            return list(tokens)
 
     def list_tokens(self) -> list[dict[str, str]]:
         with self._lock:
@@ -294,6 +302,7 @@ class Store:
 
     def delete_token(self, token_id: str) -> bool:
         with self._transaction() as db:
+            self._token_cache = None
             return db.execute("DELETE FROM api_tokens WHERE id = ?", (token_id,)).rowcount > 0
 
     # --- image facts ------------------------------------------------------------------

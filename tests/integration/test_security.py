@@ -342,11 +342,17 @@ def test_no_route_answers_with_the_session_tokens(clauderon, repo, upstream):
         ("POST", "/api/sessions/cancel", "/api/sessions/cancel", {"request_id": "nope"}),
         ("POST", "/api/tokens", "/api/tokens", {"name": "t"}),
         ("GET", "/api/tokens", "/api/tokens", None),
+        ("POST", "/api/web/login", "/api/web/login", None),
         ("GET", "/openapi.json", None, None),
     ]
     # Not called: they answer nothing about a session (and clean-cache would remove
-    # volumes other homes on this engine share; shutdown would end the test's daemon).
-    exempt = {("DELETE", "/api/cache"), ("POST", "/api/daemon/shutdown")}
+    # volumes other homes on this engine share; shutdown would end the test's daemon;
+    # web/listen opens a TCP port, which tests/web covers).
+    exempt = {
+        ("DELETE", "/api/cache"),
+        ("POST", "/api/daemon/shutdown"),
+        ("POST", "/api/web/listen"),
+    }
     (Path(created["worktree"]) / "work.txt").write_text("something to commit\n")
     answers = []
     for method, path, _route, body in calls:
@@ -354,7 +360,7 @@ def test_no_route_answers_with_the_session_tokens(clauderon, repo, upstream):
         failing = path.endswith(("/merge", "/push", "/pr"))
         assert status < (500 if failing else 400), (method, path, status, data[:300])
         answers.append((method, path, data))
-    token_id = json.loads(answers[-3][2])["id"]
+    token_id = json.loads(answers[-4][2])["id"]
     answers.append(("DELETE", "tokens", _raw(socket_path, "DELETE", f"/api/tokens/{token_id}")[1]))
     answers.append(("DELETE", s, _raw(socket_path, "DELETE", f"{s}?force=true")[1]))
     covered = {(m, r) for m, _p, r, _b in calls if r} | {

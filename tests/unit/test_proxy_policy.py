@@ -192,6 +192,7 @@ def test_audit_log_rotates_and_filters(tmp_path):
     log = AuditLog(tmp_path / "audit.jsonl", max_bytes=2000, backups=2)
     for i in range(100):
         log.write({"session": f"s{i % 2}", "host": "h", "n": i})
+    assert log.flush()  # lines are written by the log's own thread
     assert (tmp_path / "audit.jsonl.1").exists() and (tmp_path / "audit.jsonl.2").exists()
     assert not (tmp_path / "audit.jsonl.3").exists()
     recent = log.read("s1", limit=3)

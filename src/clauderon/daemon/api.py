@@ -357,21 +357,16 @@ def create_app(
         limit: int = Query(default=200, ge=1, le=10000),
         follow: bool = False,
     ) -> Any:
-        entries = manager.audit_entries(session, limit)
-        if not follow:
-            return entries
-        queue = manager.audit_subscribe()
+        if not follow:  # read and encoded in a thread: the loop carries the proxy
+
+            def encoded() -> bytes:
+                return json.dumps(manager.audit_entries(session, limit)).encode()
+
+            return Response(await blocking(encoded), media_type="application/json")
 
         async def body() -> AsyncIterator[bytes]:
-            try:
-                for entry in entries:
-                    yield _line(entry)
-                while True:
-                    entry = await queue.get()
-                    if session is None or entry.get("session") == session:
-                        yield _line(entry)
-            finally:
-                manager.audit_unsubscribe(queue)
+            async for entry in manager.audit_follow(session, limit):
+                yield _line(entry)
 
         return StreamingResponse(body(), media_type=NDJSON)
 

@@ -18,14 +18,14 @@ from ..config import GitHubConfig
 from ..container import container_name
 from ..errors import Conflict, session_not_found
 from ..gitsync import GitSync
-from ..models import AgentStatus, Session, SessionStatus, utcnow
+from ..models import Session, SessionStatus
 from ..paths import Paths
 from ..proxy.server import CredentialProxy
 from ..store import Store
 from .console import ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
-from .status import status_from_report
+from .live import LiveReports
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ class ManagerCore:
             str, review.Stats
         ] = {}  # session id → review.Stats (landing.py), read by `list`
         self.github_api_url = github.api_url if github else None
-        directory.on_report = self._on_agent_report
-        directory.on_model_calls = self._on_model_calls
-        directory.on_model_result = self._on_model_result
+        # Agent reports and model calls: recorded off the loop, in order (live.py).
+        self.live = LiveReports(store, directory, self._publish)
+        self.live.attach()
 
     def _get(self, name: str) -> Session:
         session = self.store.get_session(name)
@@ -156,38 +156,3 @@ class ManagerCore:
     def _require(self, session: Session, *allowed: SessionStatus) -> None:
         if session.status not in allowed:
             raise Conflict(f"session {session.name!r} is {session.status.value}")
-
-    # --- agent status ---------------------------------------------------------------
-
-    def _on_agent_report(self, name: str, agent: str, event: str, payload: dict[str, Any]) -> None:
-        status = status_from_report(agent, event, payload)
-        session = self.store.get_session(name)
-        if status is None or session is None:
-            return
-        previous = session.agent_status
-        session.agent_status, session.agent_status_at = status, utcnow()
-        # Only these fields: a whole-record save would race with an operation in progress.
-        self.store.update_live_fields(session)
-        if status != previous:
-            self.store.add_event(session, "agent_status", {"agent_status": status.value})
-            self._publish(
-                "agent_status", session, agent_status=status.value, previous=previous.value
-            )
-
-    def _on_model_result(self, name: str, error: str | None) -> None:
-        """What the proxy saw of a model call: its failure (the agent waits on nothing:
-        the user must act), or a success, which clears the last failure."""
-        session = self.store.get_session(name)
-        if session is None or session.model_error == error:
-            return
-        session.model_error = error
-        self.store.update_live_fields(session)
-        self._publish("agent_status", session, model_error=error, source="proxy")
-
-    def _on_model_calls(self, name: str) -> None:
-        session = self.store.get_session(name)
-        if session is None:
-            return
-        working = self.directory.model_calls_in_flight(name) > 0
-        status = AgentStatus.WORKING if working else session.agent_status
-        self._publish("agent_status", session, agent_status=status.value, source="proxy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,7 @@ class ProxyControl(ManagerCore):
 
     def audit_unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self.proxy.audit.unsubscribe(queue)
+
+    def audit_follow(self, session: str | None, limit: int) -> AsyncIterator[dict[str, Any]]:
+        """The last `limit` entries (read in a thread), then each new one, each once."""
+        return self.proxy.audit.follow(session, limit)

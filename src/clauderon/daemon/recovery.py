@@ -13,7 +13,7 @@ from typing import Any
 from .. import git
 from ..backends import ContainerStatus, Progress
 from ..container import cache_volumes
-from ..errors import ClauderonError
+from ..errors import ClauderonError, DockerUnavailable
 from ..models import Session, SessionStatus, utcnow
 from .blocking import blocking
 from .lifecycle import Lifecycle
@@ -95,11 +95,12 @@ class Recovery(Lifecycle):
         report: dict[str, list[Any]],
     ) -> None:
         """One session's reconcile decision (its lock held, its record fresh)."""
-        if session.status == SessionStatus.CREATING:
-            # Not locked, so no creation of this daemon: one that never finished (the
-            # daemon died). Undo it.
-            await self._rollback_stale_creation(session)
-            report["rolled_back"].append(session.name)
+        if session.status in (SessionStatus.CREATING, SessionStatus.DELETING):
+            # Not locked, so no operation of this daemon: one a daemon that died left
+            # (and startup could not finish: the engine was down). Finish it.
+            await self._finish_interrupted(session)
+            if session.status == SessionStatus.CREATING:
+                report["rolled_back"].append(session.name)
             return
         if not Path(session.worktree).is_dir():
             # A failed session keeps the error that says what to do (an interrupted
@@ -208,20 +209,8 @@ class Recovery(Lifecycle):
         await self._remove_leftover_probes()
         for session in self.store.list_sessions():
             self.directory.register(session)
-            try:
-                if session.status == SessionStatus.CREATING:
-                    log.info("rolling back unfinished creation of %s", session.name)
-                    await self._rollback_stale_creation(session)
-                elif session.status == SessionStatus.DELETING:
-                    await self._finish_delete(session)
-            except Exception as exc:  # one session's trouble never keeps the daemon down
-                log.exception("could not finish what was under way on %s", session.name)
-                session.status = SessionStatus.FAILED
-                session.error = (
-                    f"an interrupted operation could not be finished ({exc}); run "
-                    f"`clauderon delete --force {session.name}` again"
-                )
-                self._save(session, "session_failed", error=session.error)
+            if session.status in (SessionStatus.CREATING, SessionStatus.DELETING):
+                await self._finish_interrupted(session)
         await self.ensure_proxy()
         for session in self.store.list_sessions():  # each session's socket, made again
             if session.proxy_token and session.status != SessionStatus.ARCHIVED:
@@ -230,6 +219,32 @@ class Recovery(Lifecycle):
                 except OSError as exc:  # that session cannot reach its proxy; say so
                     log.warning("no proxy socket for %s: %s", session.name, exc)
         await self._migrate_legacy_containers()
+
+    async def _finish_interrupted(self, session: Session) -> None:
+        """Roll back a creation, or finish a delete, that a daemon which died left half
+        done. With the engine down it is left as it is: the periodic reconcile finishes
+        it once the engine answers. One session's trouble never keeps the daemon down."""
+        try:
+            if session.status == SessionStatus.CREATING:
+                log.info("rolling back unfinished creation of %s", session.name)
+                await self._rollback_stale_creation(session)
+            elif session.status == SessionStatus.DELETING:
+                await self._finish_delete(session)
+        except DockerUnavailable as exc:
+            log.warning(
+                "%s: left %s until the engine answers (%s)",
+                session.name,
+                session.status.value,
+                exc.message,
+            )
+        except Exception as exc:
+            log.exception("could not finish what was under way on %s", session.name)
+            session.status = SessionStatus.FAILED
+            session.error = (
+                f"an interrupted operation could not be finished ({exc}); run "
+                f"`clauderon delete --force {session.name}` again"
+            )
+            self._save(session, "session_failed", error=session.error)
 
     async def _remove_leftover_probes(self) -> None:
         """Image probes of a daemon that was killed mid-probe (the engine does not remove

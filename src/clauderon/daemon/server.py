@@ -34,6 +34,9 @@ from .web import add_web_routes
 
 log = logging.getLogger("clauderon.daemon")
 RECONCILE_INTERVAL = float(os.environ.get("CLAUDERON_RECONCILE_INTERVAL", "30"))
+# Diagnosis: log every event-loop step slower than this many seconds (asyncio's debug
+# mode; slows the daemon down). The loop carries the proxy: nothing may block it.
+LOOP_SLOW = os.environ.get("CLAUDERON_LOOP_SLOW")
 
 
 def acquire_daemon_lock(paths: Paths) -> IO[str] | None:
@@ -135,6 +138,11 @@ def run_daemon(paths: Paths, listen: str | None = None) -> int:
 
 
 async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
+    if LOOP_SLOW:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = float(LOOP_SLOW)
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
     config = load_config(paths.config)
     ca_cert, confdir = ensure_ca(paths.home)
     store = Store(paths.db)
@@ -142,9 +150,8 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     directory = ProxySessions()
     policy = Policy.from_config(config.proxy)
     credentials = CredentialStore(paths.secrets, policy.credential_names())
-    proxy = CredentialProxy(
-        config.proxy, confdir, credentials, directory, AuditLog(paths.audit_log)
-    )
+    audit = AuditLog(paths.audit_log)
+    proxy = CredentialProxy(config.proxy, confdir, credentials, directory, audit)
     manager = SessionManager(
         paths, store, backend, EventBus(), proxy, directory, ca_cert, github=config.github
     )
@@ -184,6 +191,9 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     reconciler.cancel()
     manager.consoles.close_all()
     await proxy.stop()
+    # Written off the loop by their own threads: what is queued is written before the end.
+    await asyncio.to_thread(audit.close)
+    await asyncio.to_thread(manager.live.close)
     store.close()
     log.info("daemon stopped")
     return 0

@@ -63,16 +63,20 @@ class Syncing(BranchStats):
         while True:
             await asyncio.sleep(interval)
             try:
+                # Read in a thread: every second, every session's record (the loop
+                # carries the proxy; `bench_loop.py --loop-slow` caught these reads).
+                records = await blocking(self.store.list_sessions)
                 sessions = [
                     s
-                    for s in self.store.list_sessions()
+                    for s in records
                     if s.container
                     and s.status not in (SessionStatus.CREATING, SessionStatus.DELETING)
                 ]
                 await asyncio.gather(*(self._sync_if_free(s) for s in sessions))
+                records = await blocking(self.store.list_sessions)
                 live = [
                     s
-                    for s in self.store.list_sessions()
+                    for s in records
                     if s.status not in (SessionStatus.CREATING, SessionStatus.DELETING)
                 ]
                 await blocking(self.stats_round, live)  # what `list` shows (landing.py)
@@ -83,7 +87,7 @@ class Syncing(BranchStats):
         if self._lock.busy(session.name):
             return
         async with self._lock(session.name):
-            fresh = self.store.get_session(session.name)
+            fresh = await blocking(self.store.get_session, session.name)
             if fresh is not None and fresh.id == session.id and fresh.container:
                 await self._sync_locked(fresh)
 

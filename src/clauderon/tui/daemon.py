@@ -44,15 +44,19 @@ class DaemonClient:
         self.client = client or Client()
 
     async def sessions(self, archived: bool) -> list[dict[str, Any]]:
-        return await self.call("GET", "/api/sessions", params={"archived": archived})
+        sessions: list[dict[str, Any]] = await self.call(
+            "GET", "/api/sessions", params={"archived": archived}
+        )
+        return sessions
 
     async def session(self, name: str) -> dict[str, Any] | None:
         try:
-            return await self.call("GET", f"/api/sessions/{quote(name)}")
+            session: dict[str, Any] = await self.call("GET", f"/api/sessions/{quote(name)}")
         except ClauderonError as exc:
             if exc.status == 404:
                 return None
             raise
+        return session
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.client.request, method, path, **kwargs)
@@ -87,7 +91,7 @@ class DaemonClient:
         except OSError as exc:
             raise DaemonUnavailable(f"cannot reach the daemon: {exc}") from exc
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:  # type: ignore[override]
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
         from websockets.exceptions import ConnectionClosed
 
         ws = await self._connect("/ws/events")
@@ -100,7 +104,7 @@ class DaemonClient:
             await ws.close()
         raise DaemonUnavailable("the daemon closed the event stream")
 
-    async def console(self, name: str) -> AsyncIterator[dict[str, Any]]:  # type: ignore[override]
+    async def console(self, name: str) -> AsyncIterator[dict[str, Any]]:
         """The console read-only: its snapshot, then output. Sends nothing (not even a
         size), so a viewer here never resizes the agent under someone attached."""
         from websockets.exceptions import ConnectionClosed
@@ -118,7 +122,10 @@ class DaemonClient:
             await ws.close()
 
     async def audit(self, name: str, limit: int) -> list[dict[str, Any]]:
-        return await self.call("GET", "/api/audit", params={"session": name, "limit": limit})
+        entries: list[dict[str, Any]] = await self.call(
+            "GET", "/api/audit", params={"session": name, "limit": limit}
+        )
+        return entries
 
     async def diff(self, name: str) -> tuple[str, bool]:
         """The session's diff as text (at most DIFF_SHOWN bytes) and whether it was cut."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.binding import Binding
+from textual.widget import Widget
 from textual.widgets import DataTable
 
 from .. import model
@@ -104,7 +105,7 @@ class SessionList(DataTable[Any]):
                 row.append(Text(text, style=cell_style, no_wrap=True, overflow="ellipsis"))
             self.add_row(*row, key=session["name"])
         self._shown = [s["name"] for s in rows]
-        if self.parent is not None:
+        if isinstance(self.parent, Widget):  # the pane around the list shows its title
             self.parent.border_title = self.title()
         if keep in self._shown:
             self.move_cursor(row=self._shown.index(keep), animate=False)
