@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import os
 import queue
 import re
-import socket
 import sys
 import threading
 import time
@@ -44,6 +42,7 @@ from common import (
     BenchHome,
     Stats,
     bench_home,
+    cpu_seconds,
     delete_created,
     docker_client,
     log,
@@ -52,9 +51,10 @@ from common import (
     run,
     settle_after_creating,
 )
-from websockets.sync.client import unix_connect
 
+from clauderon.client import Client, UnixHTTPConnection
 from clauderon.container import container_name
+from clauderon.paths import Paths
 
 TARGET_RSS_MB = 150.0
 TARGET_RECONCILE = 2.0
@@ -65,18 +65,12 @@ MB = 1e6  # the target says MB; /proc says kB (KiB): both are shown
 # --- talking to the daemon directly ---------------------------------------------------
 
 
-class UnixConnection(http.client.HTTPConnection):
-    """HTTP/1.1 over the daemon's Unix socket; kept alive between requests."""
+class UnixConnection(UnixHTTPConnection):
+    """clauderon.client's connection over the daemon's Unix socket, kept alive between
+    requests (what is measured is the daemon's answer, not a connection's set-up)."""
 
     def __init__(self, path: Path, timeout: float = 60.0):
-        super().__init__("clauderon", timeout=timeout)
-        self.path = str(path)
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.path)
-        self.sock = sock
+        super().__init__(str(path), timeout=timeout)
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         payload = json.dumps(body).encode() if body is not None else None
@@ -90,9 +84,9 @@ class UnixConnection(http.client.HTTPConnection):
 class EventListener:
     """A /ws/events subscriber; a thread stamps each message (perf_counter) on arrival."""
 
-    def __init__(self, socket_path: Path):
+    def __init__(self, paths: Paths):
         # (entered as a context manager: websockets >= 17.1 warns otherwise; left in close)
-        self.ws = unix_connect(str(socket_path), uri="ws://clauderon/ws/events").__enter__()
+        self.ws = Client(paths, autostart=False).websocket("/ws/events").__enter__()
         first = json.loads(self.ws.recv(timeout=10))
         if first.get("type") != "connected":
             raise RuntimeError(f"first message on /ws/events: {first}")
@@ -187,11 +181,6 @@ def rss_samples(pid: int, n: int = 5, every: float = 1.0) -> tuple[float, dict[s
     return Stats.of(values).median, last
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def daemon_cpu(pid: int, seconds: float = 10.0) -> float:
     """Fraction of one CPU the daemon used over `seconds` (idle: its periodic work)."""
     before, start = cpu_seconds(pid), time.perf_counter()
@@ -268,7 +257,7 @@ def phase(
 ) -> dict[str, Any]:
     """Events, reconcile and list, with the sessions in `names` present."""
     conn = UnixConnection(home.paths.socket)
-    listener = EventListener(home.paths.socket)
+    listener = EventListener(home.paths)
     try:
         conn.call("GET", "/api/health")
         event_latency(conn, listener, names, 10)  # unmeasured warm-up

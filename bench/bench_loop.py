@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"created {name} in {elapsed:.1f} s")
             proxy_token, hook_token = session_tokens(home.paths.db, name)
             sock = home.paths.session_dir(name) / "proxy" / "p.sock"
-            fwd_port = common_free_port()
+            fwd_port = common.free_port()
             fwd = ensure_forwarder(home.root / "bin")
             forwarder = subprocess.Popen([str(fwd), "-f", str(fwd_port), str(sock)])
             proxy = f"http://clauderon:{proxy_token}@127.0.0.1:{fwd_port}"
@@ -371,14 +371,6 @@ def slow_steps(daemon_log: Path) -> dict[str, Any]:
         "max": max((max(v) for v in by_where.values()), default=0.0),
         "top": [{"where": k, "n": len(v), "seconds": sum(v), "max": max(v)} for k, v in top],
     }
-
-
-def common_free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def report(results: dict[str, Any]) -> str:

@@ -58,6 +58,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import common
+from common import Stats, cpu_seconds, free_port, log
 
 KEY = "sk-bench"
 PLACEHOLDER = "clauderon-proxy-placeholder"  # clauderon.models.CREDENTIAL_PLACEHOLDER
@@ -79,10 +80,6 @@ REQUEST_BODY = json.dumps(
     }
 ).encode()
 STREAM_BODY = json.dumps({**json.loads(REQUEST_BODY), "stream": True}).encode()
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ======================================================================================
@@ -420,18 +417,6 @@ class Child:
         self._stderr.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def make_upstream_cert(workdir: Path) -> tuple[Path, Path]:
     """A self-signed RSA-2048 certificate for 127.0.0.1 (the same key type as mitmproxy's
     leaf certificates), so the `direct-tls` floor does the TLS work the proxied arm does."""
@@ -470,17 +455,6 @@ def make_upstream_cert(workdir: Path) -> tuple[Path, Path]:
         )
     )
     return certfile, keyfile
-
-
-class Stats:
-    def __init__(self, samples: Sequence[float]):
-        ordered = sorted(samples)
-        self.n = len(ordered)
-        nan = float("nan")
-        self.median = statistics.median(ordered) if ordered else nan
-        self.p90 = ordered[max(1, math.ceil(0.9 * self.n)) - 1] if ordered else nan
-        self.min = ordered[0] if ordered else nan
-        self.max = ordered[-1] if ordered else nan
 
 
 def ms(seconds: float, digits: int = 2) -> str:
@@ -1086,7 +1060,7 @@ def main() -> int:
 def report(results: dict[str, Any], concurrency: int) -> str:
     lines: list[str] = []
     add = lines.append
-    lat = {k: Stats(v) for k, v in results["latency"].items()}
+    lat = {k: Stats.of(v) for k, v in results["latency"].items()}
     direct = lat["direct"].median
     paired = {
         k: statistics.median(p - d for p, d in zip(v, results["latency"]["direct"], strict=True))
@@ -1109,7 +1083,7 @@ def report(results: dict[str, Any], concurrency: int) -> str:
             f"{ms(paired[name]) if name != 'direct' else '—'} |"
         )
     add("")
-    paced = {k: Stats(v) for k, v in results["paced"].items()}
+    paced = {k: Stats.of(v) for k, v in results["paced"].items()}
     add(
         f"### Per request, paced ({PACE * 1e3:.0f} ms idle before each request, as between "
         "an agent's calls: every process is woken from idle; the proxy's CPU: "
@@ -1123,7 +1097,7 @@ def report(results: dict[str, Any], concurrency: int) -> str:
         add(f"| `{name}` | {ms(s.median)} | {ms(s.p90)} | {s.n} | {added_ms} |")
     add("")
     streams = results["streams"]
-    ttfb = {k: Stats(v["first"]) for k, v in streams.items()}
+    ttfb = {k: Stats.of(v["first"]) for k, v in streams.items()}
     add(
         f"### Streamed response (POST /sse: {SSE_EVENTS} SSE events, the first at once, "
         f"then one every {SSE_GAP * 1e3:.0f} ms)"
@@ -1135,7 +1109,7 @@ def report(results: dict[str, Any], concurrency: int) -> str:
     )
     add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, v in streams.items():
-        h, f, e = Stats(v["headers"]), ttfb[name], Stats(v["end"])
+        h, f, e = Stats.of(v["headers"]), ttfb[name], Stats.of(v["end"])
         added = ms(f.median - ttfb["direct"].median) if name != "direct" else "—"
         add(
             f"| `{name}` | {ms(h.median)} | {ms(f.median)} | {ms(f.p90)} | {added} | "
@@ -1146,7 +1120,7 @@ def report(results: dict[str, Any], concurrency: int) -> str:
     add("")
     add("| arm | median ms | p90 ms | max ms | n |")
     add("| --- | ---: | ---: | ---: | ---: |")
-    first = Stats(results["first_request"])
+    first = Stats.of(results["first_request"])
     add(
         f"| very first request through a fresh proxy (CONNECT + TLS + leaf minted + upstream "
         f"connect; one per proxy start) | {ms(first.median)} | {ms(first.p90)} | "
@@ -1159,7 +1133,7 @@ def report(results: dict[str, Any], concurrency: int) -> str:
         "proxy-https-new-host": "`proxy-https`, new host: leaf certificate minted",
     }
     for name, v in results["new_connections"].items():
-        s = Stats(v)
+        s = Stats.of(v)
         add(f"| {labels[name]} | {ms(s.median)} | {ms(s.p90)} | {ms(s.max)} | {s.n} |")
     add("")
     add(
@@ -1207,7 +1181,7 @@ def report(results: dict[str, Any], concurrency: int) -> str:
     for key, title in (("variants", "HTTPS"), ("variants_http", "plain HTTP")):
         if key not in results:
             continue
-        var = {k: Stats(v) for k, v in results[key].items()}
+        var = {k: Stats.of(v) for k, v in results[key].items()}
         vd = var["direct"].median
         add("")
         add(f"### Diagnosis: proxy variants, {title} (interleaved, warm keep-alive)")

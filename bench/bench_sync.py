@@ -24,6 +24,8 @@ from pathlib import Path
 
 from common import BenchHome, Stats, docker_client, git, log, machine_facts, print_machine
 
+from clauderon.container import container_name
+
 TARGET = 2.0
 
 
@@ -126,7 +128,7 @@ def main() -> int:
     try:
         name = home.name("sync", 0)
         home.cli(*home.create_args(name))
-        container = docker_client().containers.get(f"clauderon-{name}")
+        container = docker_client().containers.get(container_name(name, home.instance))
         for i in range(args.runs):
             amend = i % 2 == 1
             sha, committed_at = commit_inside(container, i, amend)

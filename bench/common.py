@@ -1,6 +1,7 @@
 """Shared helpers of the benchmarks: a throw-away clauderon home, a small git repository,
-the CLI runner, polling `docker top`, cleanup that never touches anything not ours, and
-the statistics.
+the CLI runner, polling `docker top`, cleanup that never touches anything not ours, the
+statistics (`Stats`) and a process's CPU time (`cpu_seconds`). Requests to the daemon go
+through `clauderon.client`, the client every command uses.
 
 Everything a benchmark makes is named with one random token (`bench-<token>-...`) and
 lives in a temp home, so a run can be told from other users of the same Docker engine and
@@ -18,6 +19,7 @@ import platform
 import secrets
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -258,6 +260,19 @@ def cpu_busy(interval: float = 1.0) -> float:
     time.sleep(interval)
     total1, idle1 = sample()
     return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for_quiet(threshold: float = 0.3, max_wait: float = 90.0) -> float:

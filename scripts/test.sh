@@ -63,6 +63,7 @@ echo 'int main(void){return 0;}' | cc -static -x c -o /dev/null - >/dev/null 2>&
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)  # tests/tui runs the dashboard in tmux
+command -v busybox >/dev/null 2>&1 || missing+=(busybox)  # the entrypoint under Alpine's shell (tests/unit)
 command -v npm >/dev/null 2>&1 || missing+=(npm)  # xterm.js for the web UI
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests/web drive Debian's chromium
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -549,6 +549,8 @@ class FakeModelAPI:
         self._requests: list[RecordedRequest] = []
         self.errors: list[str] = []  # tracebacks of the fake's own failures (should stay empty)
         self._cond = threading.Condition()
+        self._open = threading.Event()  # cleared by hold(): model answers wait for it
+        self._open.set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -647,6 +649,17 @@ class FakeModelAPI:
             self._requests.append(record)
             self._cond.notify_all()
 
+    # -- holding answers
+
+    def hold(self) -> None:
+        """From now on, model requests are recorded and then wait, unanswered, until
+        `release()` (or 120 s): a request in flight for as long as a test needs."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Answer the held model requests, and the next ones at once."""
+        self._open.set()
+
     # -- routing
 
     def _authorized(self, record: RecordedRequest) -> bool:
@@ -668,6 +681,8 @@ class FakeModelAPI:
                     400, _bad_request(model_route, "request body must be a JSON object")
                 )
                 return
+            if model_route != "count_tokens":
+                self._open.wait(timeout=120)
             if model_route == "count_tokens":
                 handler.send_json(200, {"input_tokens": 10})
             elif model_route == "anthropic":

@@ -206,7 +206,11 @@ def clauderon(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[Cl
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A repository with one commit on `main`, a subdirectory and a second branch."""
-    root = tmp_path / "repo"
+    return make_repo(tmp_path / "repo")
+
+
+def make_repo(root: Path) -> Path:
+    """The `repo` fixture's repository, at `root` (for fixtures of a wider scope)."""
     root.mkdir()
     git("init", "-q", "-b", "main", cwd=root)
     git("config", "user.email", "dev@example.com", cwd=root)

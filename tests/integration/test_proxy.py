@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import AGENTS_IMAGE, exec_in
+from .conftest import AGENTS_IMAGE, Clauderon, exec_in
 from .upstream import RecordingUpstream
 
 pytestmark = pytest.mark.docker
@@ -104,38 +102,55 @@ def host_addresses() -> list[str]:
     return [a for a in out if ":" not in a and not a.startswith("127.")]
 
 
+def control_probe(clauderon, urls: list[str]) -> str:
+    """Fetch `urls` from a control container on a normal bridge network (the test's own,
+    labelled): what a session would reach if its isolation failed."""
+    clauderon.gateway()  # makes the network
+    script = "; ".join(f"curl -sS -m 5 {url} 2>&1; echo" for url in urls)
+    control = clauderon.docker.containers.run(
+        AGENTS_IMAGE,
+        ["sh", "-c", script],
+        network=clauderon.test_network,
+        labels={
+            "clauderon.managed": "true",
+            "clauderon.instance": clauderon.paths.instance,
+            "clauderon.role": "test-control",
+        },
+        detach=True,
+    )
+    try:
+        control.wait(timeout=120)
+        return control.logs().decode(errors="replace")
+    finally:
+        control.remove(force=True)
+
+
 def test_egress_is_only_through_the_proxy(session, upstream, clauderon):
     _created, container = session
     gateway = clauderon.gateway()  # the host side of a docker bridge
-    listeners = []
-    for address in ("0.0.0.0", gateway):
-        listener = socket.socket()
-        listener.bind((address, 0))
-        listener.listen()
-        listener.setblocking(False)
-        listeners.append(listener)
-    try:
-        any_port = listeners[0].getsockname()[1]
-        gateway_port = listeners[1].getsockname()[1]
-        targets = [f"{gateway}:{gateway_port}", f"{gateway}:{any_port}"]
-        targets += [f"{a}:{any_port}" for a in host_addresses()]
-        targets += [f"172.17.0.1:{any_port}", "192.0.2.1:80"]
+    # Servers that answer: one on every address of the host (what a published port or a
+    # service on 0.0.0.0 is), one on the bridge's gateway address only.
+    with RecordingUpstream(host="0.0.0.0") as anywhere, RecordingUpstream(host=gateway) as bridge:
+        targets = [f"{gateway}:{bridge.port}", f"{gateway}:{anywhere.port}"]
+        targets += [f"{a}:{anywhere.port}" for a in host_addresses() if a != gateway]
+        # A container on a normal network reaches every one of them…
+        seen = control_probe(clauderon, [f"http://{t}/probe/control" for t in targets])
+        assert seen.count("ok GET /probe/control") == len(targets), seen
+        # …the session reaches none, directly,
         for target in targets:
-            code, out = curl(container, f"--noproxy '*' -m 3 http://{target}/")
-            assert code != 0, (target, out)  # directly: nothing is reachable
-        # Through the proxy: the default egress refuses these hosts.
+            code, out = curl(container, f"--noproxy '*' -m 3 http://{target}/probe/session")
+            assert code != 0, (target, out)
+        # and through the proxy the default egress refuses them.
         for target in targets[:2]:
-            code, out = curl(container, f"-o /dev/null -w '%{{http_code}}' http://{target}/")
+            code, out = curl(
+                container, f"-o /dev/null -w '%{{http_code}}' http://{target}/probe/session"
+            )
             assert out.strip().endswith("403"), (target, out)
-        # The container has loopback only.
-        _code, out = exec_in(container, "tail -n +3 /proc/net/dev | cut -d: -f1")
-        assert out.split() == ["lo"], out
-        for listener in listeners:  # no connection ever reached a host listener
-            with pytest.raises(BlockingIOError):
-                listener.accept()
-    finally:
-        for listener in listeners:
-            listener.close()
+        assert not anywhere.requests_to("/probe/session")
+        assert not bridge.requests_to("/probe/session")
+    # The container has loopback only.
+    _code, out = exec_in(container, "tail -n +3 /proc/net/dev | cut -d: -f1")
+    assert out.split() == ["lo"], out
 
     code, out = curl(container, "http://example.org/probe")
     assert "egress to example.org is denied" in out and "clauderon allow example.org" in out
@@ -365,10 +380,22 @@ def test_oauth_is_refreshed_once_by_the_proxy_alone(clauderon, repo, upstream):
         assert "fresh-access-token" not in environ
 
 
-def test_daemon_env_is_not_the_users_shell(clauderon):
-    # Guard for the tests themselves: nothing from the machine's environment leaks in.
-    assert not any(k.startswith("ANTHROPIC_") for k in clauderon.env)
-    assert os.environ.get("CLAUDERON_HOME") != str(clauderon.home)
+def test_the_tests_daemon_gets_no_credential_of_the_machine(tmp_path, docker_client, monkeypatch):
+    """Guard for the tests themselves: a key in the environment of whoever runs the
+    suite never reaches a test's daemon (it would make every "no credential" check lie)."""
+    leaked = "sk-ant-api03-LEAKED-from-the-machine-0123456789"
+    for name in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "GITHUB_TOKEN"):
+        monkeypatch.setenv(name, leaked)
+    clauderon = Clauderon(tmp_path / "home", docker_client)
+    try:
+        clauderon.run("list")  # starts the daemon with the harness's environment
+        pid = int(clauderon.paths.daemon_lock.read_text().strip())
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"CLAUDERON_HOME={clauderon.home}".encode() in environ
+        assert not [e for e in environ if leaked.encode() in e]
+        assert "env:" not in clauderon.run("config", "credentials").stdout
+    finally:
+        clauderon.cleanup()
 
 
 def test_a_missing_ca_directory_is_rebuilt(clauderon, repo, upstream):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import AGENTS_IMAGE, git, wait_for
+from .conftest import AGENTS_IMAGE, exec_in, git, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -199,21 +200,27 @@ def test_a_container_error_is_not_reported_as_the_engine_being_down(
 def test_clients_following_logs_never_starve_the_daemon(clauderon, repo):
     """Each `logs -f` used to hold one of the few threads every engine and git call
     shares: with more followers than threads, every other command hung."""
-    clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "followed", *QUIET)
+    session = clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "followed", *QUIET)
     followers = [
         subprocess.Popen(
             [sys.executable, "-m", "clauderon", "logs", "-f", "followed"],
             env=clauderon.env,
-            stdout=subprocess.DEVNULL,  # the agent's terminal output: bytes, not text
+            stdout=subprocess.PIPE,  # the agent's terminal output: bytes, not text
             stderr=subprocess.DEVNULL,
         )
         for _ in range(10)
     ]
     try:
-        wait_for(
-            lambda: len(list((clauderon.home / "logs").glob("*"))) > 0, timeout=10
-        )  # (the followers are connected once the daemon has answered them)
-        time.sleep(1)
+        # Every follower is connected and served: each receives a line on the agent's
+        # terminal (the whole output first, then what comes).
+        code, out = exec_in(clauderon.container(session), "echo served > /proc/1/fd/1")
+        assert code == 0, out
+        ready: list = []
+        deadline = time.monotonic() + 60
+        while len(ready) < len(followers) and time.monotonic() < deadline:
+            waiting = [p.stdout for p in followers if p.stdout not in ready]
+            ready += select.select(waiting, [], [], 1)[0]
+        assert len(ready) == len(followers), f"{len(ready)} of {len(followers)} followers served"
         listed = clauderon.run("list", "--json", timeout=60)
         assert json.loads(listed.stdout)[0]["name"] == "followed"
         clauderon.run("stop", "followed", timeout=60)

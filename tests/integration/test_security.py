@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from .conftest import AGENTS_IMAGE, agent_running, exec_in, wait_for
-from .test_proxy import ANTHROPIC_KEY, GITHUB_TOKEN, QUIET, curl, routed_config
+from .test_proxy import ANTHROPIC_KEY, GITHUB_TOKEN, QUIET, curl, host_addresses, routed_config
 from .upstream import RecordingUpstream
 
 pytestmark = pytest.mark.docker
@@ -149,29 +149,33 @@ def test_read_only_decides_on_the_normalised_path(clauderon, repo, upstream):
 def test_open_egress_never_reaches_the_host(clauderon, repo, upstream):
     created, container = start(clauderon, repo, upstream, "--egress", "open")
     gateway = clauderon.gateway()
-    with RecordingUpstream() as loopback, RecordingUpstream(host=gateway) as on_gateway:
+    # A server on every address of the machine, and one on the bridge's gateway only.
+    with (
+        RecordingUpstream(host="0.0.0.0") as anywhere,
+        RecordingUpstream(host=gateway) as on_gateway,
+    ):
+        port = anywhere.port
         targets = [
-            f"http://127.0.0.1:{loopback.port}/probe/host",
-            f"http://localhost:{loopback.port}/probe/host",
-            f"http://[::ffff:127.0.0.1]:{loopback.port}/probe/host",
-            f"http://0.0.0.0:{loopback.port}/probe/host",
-            f"https://127.0.0.1:{loopback.port}/probe/host",
+            f"http://127.0.0.1:{port}/probe/host",
+            f"http://localhost:{port}/probe/host",
+            f"http://[::ffff:127.0.0.1]:{port}/probe/host",
+            f"http://0.0.0.0:{port}/probe/host",
+            f"https://127.0.0.1:{port}/probe/host",
             f"http://{gateway}:{on_gateway.port}/probe/host",
+            # A name that resolves to this machine (its own name, to loopback or to one of
+            # its addresses): the proxy resolves it and refuses the address, not the name.
+            f"http://{socket.gethostname()}:{port}/probe/host",
         ]
-        # A name that resolves to this machine (here the host's own name): the proxy
-        # resolves it and refuses the address, not the name.
-        hostname = socket.gethostname()
-        if socket.gethostbyname(hostname).startswith("127."):
-            targets.append(f"http://{hostname}:{loopback.port}/probe/host")
+        targets += [f"http://{a}:{port}/probe/host" for a in host_addresses()]
         for url in targets:
             _code, out = curl(container, f"--noproxy '' -m 5 {url}")
             assert "ok GET" not in out, f"{url} reached the host"
-        assert not loopback.requests_to("/probe/host")
+        assert not anywhere.requests_to("/probe/host")
         assert not on_gateway.requests_to("/probe/host")
     decisions = {
         e["decision"] for e in audit(clauderon, created["name"]) if e["path"] == "/probe/host"
     }
-    assert decisions <= {"denied:host"}, decisions
+    assert decisions == {"denied:host"}, decisions
     # A host the user named under [proxy.upstreams] is still reached, on loopback too.
     _code, out = curl(container, "https://registry.npmjs.org/probe/named")
     assert "ok GET /probe/named" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -236,21 +237,35 @@ def test_clean_cache(clauderon, repo, docker_client):
     assert "Nothing removed" in dry
     kept = clauderon.run("clean-cache", "--force").stdout
     assert "Kept clauderon-sccache" in kept and "running" in kept
-    clauderon.run("delete", session["name"])
-    removed = clauderon.run("clean-cache", "--force").stdout
-    # The volumes are shared by every home on the machine: another's container may hold
-    # one. Either it went, or it was kept for a container that is not this session's.
     sccache = "clauderon-sccache" + ("" if os.getuid() == 0 else f"-{os.getuid()}")
-    line = next(x for x in removed.splitlines() if f"{sccache} " in f"{x} ")
-    assert line.startswith("Removed") or (
-        line.startswith("Kept") and session["container"] not in line and "container" in line
-    ), removed
-    holders = {
-        c.name
-        for c in docker_client.containers.list(all=True)
-        if any(m.get("Name") == sccache for m in c.attrs.get("Mounts", []))
-    }
-    assert bool(holders) == line.startswith("Kept")
+    # A stopped session's container holds its volumes too, and is named.
+    clauderon.run("stop", session["name"])
+    kept = clauderon.run("clean-cache", "--force").stdout
+    line = next(x for x in kept.splitlines() if x.split()[1].rstrip(":") == sccache)
+    assert line.startswith("Kept") and session["container"] in line, kept
+    clauderon.run("delete", session["name"])
+
+    def holders() -> set[str]:
+        return {
+            c.name
+            for c in docker_client.containers.list(all=True)
+            if any(m.get("Name") == sccache for m in c.attrs.get("Mounts", []))
+        }
+
+    # The volumes are shared by every home on the engine: another's container may hold
+    # one (and come or go meanwhile). Kept: only for containers that held it, never this
+    # session's. Removed: no container held it all along.
+    before = holders()
+    removed = clauderon.run("clean-cache", "--force").stdout
+    after = holders()
+    line = next(x for x in removed.splitlines() if x.split()[1].rstrip(":") == sccache)
+    if line.startswith("Kept"):
+        named = set(re.findall(r"clauderon-[a-z0-9-]+", line.split(":", 1)[1]))
+        assert named and named <= before | after, (line, before, after)
+        assert session["container"] not in named
+    else:
+        assert line.startswith("Removed"), removed
+        assert not before & after, (before, after)
 
 
 def test_reconcile_recreates_and_reports_orphans(clauderon, repo, docker_client):

@@ -103,7 +103,9 @@ class Recovery(Lifecycle):
                 report["rolled_back"].append(session.name)
             return
         if not Path(session.worktree).is_dir():
-            if session.error != WORKTREE_MISSING:
+            # A failed session keeps the error that says what to do (an interrupted
+            # delete that could not be finished has removed the worktree itself).
+            if session.error != WORKTREE_MISSING and session.status != SessionStatus.FAILED:
                 session.error = WORKTREE_MISSING
                 self._save(session, "worktree_missing")
             report["missing_worktrees"].append(session.name)

@@ -178,8 +178,13 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     log.info("daemon %s serving on %s", os.getpid(), paths.socket)
     try:
         await manager.startup()
+        # Reconcile at start, not only 30 s later: running containers are taken back
+        # before the first command is answered.
+        await manager.reconcile(False, lambda *_: None, manual=False)
     except ClauderonError as exc:  # e.g. Docker down: serve anyway, commands will say so
         log.warning("startup reconcile skipped: %s", exc.message)
+    except Exception:  # a reconcile bug must not keep the daemon down
+        log.exception("startup reconcile failed")
     reconciler = asyncio.create_task(manager.reconcile_forever(RECONCILE_INTERVAL, shutdown))
     await server.serve(sockets=sockets)  # uvicorn turns SIGTERM/SIGINT into a graceful stop
     await listeners.close()
