@@ -70,7 +70,7 @@ class Session(BaseModel):
     id: str
     name: str
     status: SessionStatus
-    backend: BackendKind = BackendKind.DOCKER
+    backend: str = BackendKind.DOCKER.value  # a kind of the backends registry (backends/)
     agent: AgentKind = AgentKind.CLAUDE
     # Version of the agent clauderon provides when the image has none.
     agent_version: str | None = None

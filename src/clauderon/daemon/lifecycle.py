@@ -16,7 +16,7 @@ from typing import Any, cast
 from .. import git
 from ..agents import Agent, get_agent
 from ..agents.provision import ensure_agent
-from ..backends import Progress
+from ..backends import ContainerState, Progress
 from ..container import (
     GitMounts,
     ProvidedAgent,
@@ -107,8 +107,9 @@ class Lifecycle(Validation, SavingWork):
         return True
 
     async def _create(self, req: CreateSessionRequest, progress: Progress) -> Session:
-        await blocking(self.backend.check)
+        await blocking(self.backends.get(self.backends.check_kind(req.backend)).check)
         session, repo, agent = await blocking(self._validate, req)
+        backend = self._backend(session)
         await self.ensure_proxy()
         await blocking(self._forwarder)  # built once; without a compiler: the fix, first
         progress = self._broadcasting(session.name, progress)
@@ -132,9 +133,7 @@ class Lifecycle(Validation, SavingWork):
                 self._publish("session_created", session)
 
                 report(f"Checking image {session.image}")
-                await blocking(
-                    self.backend.ensure_image, session.image, session.pull_policy, progress
-                )
+                await blocking(backend.ensure_image, session.image, session.pull_policy, progress)
                 provided = await self._provide_agent(session, agent, progress)
 
                 report(f"Creating worktree on branch {session.branch}")
@@ -168,7 +167,7 @@ class Lifecycle(Validation, SavingWork):
 
                 report(f"Starting container {self._container_name(session)}")
                 session.container = self._container_name(session)
-                undo.add("container", lambda: self.backend.remove(self._container_name(session)))
+                undo.add("container", lambda: backend.remove(self._container_name(session)))
                 # With the session's own git dir and mirror (removed with session_dir).
                 await self._start_container(session, agent, provided, new=True)
 
@@ -192,11 +191,11 @@ class Lifecycle(Validation, SavingWork):
         self, session: Session, agent: Agent, progress: Progress
     ) -> ProvidedAgent | None:
         """The agent clauderon provides, or None when the image has the agent itself."""
-        image_id = await blocking(self.backend.image_id, session.image)
+        image_id = await blocking(self._backend(session).image_id, session.image)
         facts_json = self.store.get_image_facts(image_id)
         if facts_json is None:
             progress(f"Inspecting image {session.image} (once per image)", None, None)
-            facts = await blocking(self.backend.image_facts, session.image)
+            facts = await blocking(self._backend(session).image_facts, session.image)
             facts_json = {
                 "commands": sorted(facts.commands),
                 "musl": facts.musl,
@@ -206,7 +205,7 @@ class Lifecycle(Validation, SavingWork):
         if agent.command in facts_json["commands"]:
             return None
         version = session.agent_version or agent.default_version
-        arch = await blocking(self.backend.architecture)
+        arch = await blocking(self._backend(session).architecture)
         progress(f"Providing {agent.display_name} {version} (fetched once per version)", None, None)
         directory = await blocking(
             ensure_agent, self.paths.agents, agent, version, arch, facts_json["musl"]
@@ -258,7 +257,7 @@ class Lifecycle(Validation, SavingWork):
         )
         spec = build_container_spec(session, agent, self.paths, inputs, agent_mounts)
         prepare_mountpoints(spec, Path(session.worktree))
-        await blocking(self.backend.create, spec)
+        await blocking(self._backend(session).create, spec)
 
     async def _recreate(
         self, session: Session, progress: Progress, pull: bool = False
@@ -268,11 +267,12 @@ class Lifecycle(Validation, SavingWork):
             await self._open_proxy_socket(session)
         progress = self._broadcasting(session.name, progress)
         agent = get_agent(session.agent)
+        backend = self._backend(session)
         warning = None
         if pull:
-            warning = await blocking(self.backend.refresh_image, session.image, progress)
+            warning = await blocking(backend.refresh_image, session.image, progress)
         else:
-            await blocking(self.backend.ensure_image, session.image, session.pull_policy, progress)
+            await blocking(backend.ensure_image, session.image, session.pull_policy, progress)
         provided = await self._provide_agent(session, agent, progress)
         if not Path(session.worktree).is_dir():
             raise ClauderonError(
@@ -282,7 +282,7 @@ class Lifecycle(Validation, SavingWork):
                 status=409,
             )
         self.consoles.forget(session.name)
-        await blocking(self.backend.remove, self._container_name(session))
+        await blocking(self._backend(session).remove, self._container_name(session))
         session.container = container_name(session.name, self.paths.instance)
         await self._start_container(session, agent, provided)
         return warning
@@ -292,7 +292,7 @@ class Lifecycle(Validation, SavingWork):
             session = self._get_to_change(name)
             self._require(session, SessionStatus.RUNNING, SessionStatus.STOPPED)
             if session.container:
-                await blocking(self.backend.stop, session.container)
+                await blocking(self._backend(session).stop, session.container)
             self.consoles.forget(name)
             session.status = SessionStatus.STOPPED
             return self._save(session, "session_stopped")
@@ -304,14 +304,14 @@ class Lifecycle(Validation, SavingWork):
                 session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
             )
             status = (
-                await blocking(self.backend.inspect, session.container)
+                await blocking(self._backend(session).inspect, session.container)
                 if session.container
                 else None
             )
             if status is None:
                 await self._recreate(session, progress)
-            elif status.state != "running":
-                await blocking(self.backend.start, session.container)
+            elif status.state != ContainerState.RUNNING:
+                await blocking(self._backend(session).start, session.container)
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running")
 
@@ -323,7 +323,7 @@ class Lifecycle(Validation, SavingWork):
             )
             await self._sync_locked(session, force=True)  # its last commits, first
             if session.container:
-                await blocking(self.backend.remove, session.container)
+                await blocking(self._backend(session).remove, session.container)
             self.consoles.forget(name)
             session.container = None
             session.status = SessionStatus.ARCHIVED
@@ -337,7 +337,7 @@ class Lifecycle(Validation, SavingWork):
                 await self._recreate(session, progress)
             except BaseException:
                 session.container = None
-                await blocking(self.backend.remove, self._container_name(session))
+                await blocking(self._backend(session).remove, self._container_name(session))
                 raise
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running")
@@ -371,21 +371,21 @@ class Lifecycle(Validation, SavingWork):
             # them would be lost with its git dir and worktree.
             was_running = False
             if session.container:
-                status = await blocking(self.backend.inspect, session.container)
-                was_running = status is not None and status.state == "running"
-                await blocking(self.backend.stop, session.container)
+                status = await blocking(self._backend(session).inspect, session.container)
+                was_running = status is not None and status.state == ContainerState.RUNNING
+                await blocking(self._backend(session).stop, session.container)
             await self._sync_locked(session, force=True)  # the agent's last commits first
             try:
                 saved_ref, kept = await blocking(self._secure_work, session, force)
             except WouldLoseWork:  # the agent made work in between: leave it running
                 if was_running and session.container:
-                    await blocking(self.backend.start, session.container)
+                    await blocking(self._backend(session).start, session.container)
                 raise
             session.status = SessionStatus.DELETING
             self._save(session, "session_deleting")
             self.consoles.forget(name)
             try:
-                await blocking(self.backend.remove, self._container_name(session))
+                await blocking(self._backend(session).remove, self._container_name(session))
                 late_ref, late_kept = await self._save_late_work(session)
                 saved_ref, kept = saved_ref or late_ref, sorted({*kept, *late_kept})
                 await blocking(self._remove_files, session)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import git
-from ..backends import ContainerStatus, Progress
+from ..backends import Backend, CacheVolume, ContainerState, ContainerStatus, Progress
 from ..container import cache_volumes
 from ..errors import ClauderonError
 from ..models import Session, SessionStatus, utcnow
@@ -58,7 +58,8 @@ class Recovery(Lifecycle):
             "orphan_worktrees": [],
             "rolled_back": [],
         }
-        containers = await blocking(self.backend.inspect_all, self._labels())
+        everywhere = await self._inspect_everywhere(self._labels())
+        containers = {name: c for name, (_, c) in everywhere.items()}
         sessions = self.store.list_sessions()
         by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
         owned = set()
@@ -77,7 +78,7 @@ class Recovery(Lifecycle):
             if name not in owned and "clauderon.role" not in found.labels:  # (probes: ours)
                 report["orphan_containers"].append(name)
                 if remove_orphans:
-                    await blocking(self.backend.remove, name)
+                    await blocking(everywhere[name][0].remove, name)
                     report["removed_orphans"].append(name)
         known = {Path(s.worktree).name for s in sessions}
         if self.paths.worktrees.is_dir():
@@ -110,7 +111,7 @@ class Recovery(Lifecycle):
         if (
             found is not None
             and session.status == SessionStatus.RUNNING
-            and found.state in ("exited", "dead", "created")
+            and found.state in (ContainerState.EXITED, ContainerState.DEAD, ContainerState.CREATED)
             and not session.print_mode
             and session.container == found.name
         ):  # the agent died unasked (`docker kill`, OOM): the engine will not restart it
@@ -121,10 +122,10 @@ class Recovery(Lifecycle):
             SessionStatus.STOPPED,
         ):
             if session.container != found.name or (
-                session.status == SessionStatus.STOPPED and found.state == "running"
+                session.status == SessionStatus.STOPPED and found.state == ContainerState.RUNNING
             ):  # its container lives on: take it back
                 session.container = found.name
-                if found.state == "running":
+                if found.state == ContainerState.RUNNING:
                     session.status = SessionStatus.RUNNING
                 self._save(session, "session_adopted")
                 report["adopted"].append(session.name)
@@ -153,7 +154,7 @@ class Recovery(Lifecycle):
                 return
         try:
             if restart and session.container:
-                await blocking(self.backend.start, session.container)
+                await blocking(self._backend(session).start, session.container)
             else:
                 await self._recreate(session, progress)
             session.reconcile_attempts, session.last_reconcile_at = 0, None
@@ -233,11 +234,9 @@ class Recovery(Lifecycle):
         """Image probes of a daemon that was killed mid-probe (the engine does not remove
         them by itself)."""
         try:
-            probes = await blocking(
-                self.backend.inspect_all, {**self._labels(), "clauderon.role": "probe"}
-            )
-            for name in probes:
-                await blocking(self.backend.remove, name)
+            probes = await self._inspect_everywhere({**self._labels(), "clauderon.role": "probe"})
+            for name, (backend, _) in probes.items():
+                await blocking(backend.remove, name)
         except ClauderonError as exc:  # the engine is down: the next start tries again
             log.info("leftover image probes not checked: %s", exc.message)
 
@@ -246,16 +245,16 @@ class Recovery(Lifecycle):
         marked deleting, but the agent may have committed since: stop it and save again."""
         log.info("finishing interrupted delete of %s", session.name)
         name = self._container_name(session)
-        await blocking(self.backend.stop, name)
+        await blocking(self._backend(session).stop, name)
         await self._sync_locked(session, force=True)
         await blocking(self._secure_work, session, True)
-        await blocking(self.backend.remove, name)
+        await blocking(self._backend(session).remove, name)
         await self._save_late_work(session)
         await blocking(self._remove_files, session)
         self.store.delete_session(session.id)
 
     async def _rollback_stale_creation(self, session: Session) -> None:
-        await blocking(self.backend.remove, self._container_name(session))
+        await blocking(self._backend(session).remove, self._container_name(session))
         repo = Path(session.repo)
         if repo.is_dir():
             await blocking(self._remove_worktree, session)
@@ -268,7 +267,7 @@ class Recovery(Lifecycle):
     async def _migrate_legacy_containers(self) -> None:
         """Containers made by clauderon before 0.2 sat on a per-home network with the proxy
         on its gateway, which is gone: recreate them with no network (a stopped one is
-        removed and comes back from its record on `start`)."""
+        removed and comes back from its record on `start`). Only Docker had those."""
         containers = await blocking(self.backend.inspect_all, self._labels())
         by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
         for session in self.store.list_sessions():
@@ -287,7 +286,12 @@ class Recovery(Lifecycle):
         await blocking(self.backend.remove_legacy_network)
 
     async def cache_report(self) -> list[dict[str, Any]]:
-        volumes = await blocking(self.backend.cache_volumes, list(cache_volumes(self.uid)))
+        names = list(cache_volumes(self.uid))
+        volumes = [
+            volume
+            for backend in self._backends_in_use()
+            for volume in await blocking(backend.cache_volumes, names)
+        ]
         sessions_by_container = {
             self._container_name(s): s.name for s in self.store.list_sessions()
         }
@@ -303,16 +307,31 @@ class Recovery(Lifecycle):
 
     async def clean_cache(self) -> dict[str, Any]:
         """Remove every cache volume that no container uses; say which were kept and why."""
-        removed, kept = [], []
-        containers = await blocking(self.backend.inspect_all, {"clauderon.managed": "true"})
+        removed: list[str] = []
+        kept: list[dict[str, str]] = []
         names = list(cache_volumes(self.uid))
-        for volume in await blocking(self.backend.cache_volumes, names):
+        for backend in self._backends_in_use():
+            containers = await blocking(backend.inspect_all, {"clauderon.managed": "true"})
+            volumes = await blocking(backend.cache_volumes, names)
+            await blocking(self._clean_volumes, backend, containers, volumes, removed, kept)
+        return {"removed": removed, "kept": kept}
+
+    def _clean_volumes(
+        self,
+        backend: Backend,
+        containers: dict[str, ContainerStatus],
+        volumes: list[CacheVolume],
+        removed: list[str],
+        kept: list[dict[str, str]],
+    ) -> None:
+        """Blocking: one backend's part of `clean_cache`."""
+        for volume in volumes:
             if not volume.exists:
                 continue
             running = [
                 c
                 for c in volume.used_by
-                if containers.get(c, None) and containers[c].state == "running"
+                if (found := containers.get(c)) and found.state == ContainerState.RUNNING
             ]
             if volume.used_by:
                 why = (
@@ -322,6 +341,5 @@ class Recovery(Lifecycle):
                 )
                 kept.append({"name": volume.name, "reason": why + ", ".join(volume.used_by)})
                 continue
-            await blocking(self.backend.remove_volume, volume.name)
+            backend.remove_volume(volume.name)
             removed.append(volume.name)
-        return {"removed": removed, "kept": kept}
