@@ -1,7 +1,8 @@
 """Creating, starting, stopping, archiving, refreshing and deleting sessions.
 
-A creation records an undo step for each resource it makes; on any failure, or when the
-client cancels (Ctrl-C), the steps run in reverse so nothing is left half made.
+A session's resources go one way, `_teardown`: when a creation fails or is cancelled
+(Ctrl-C), when it is deleted, and when start-up finishes either for a daemon that died
+(recovery.py), so nothing is left half made and nothing is forgotten by one of them.
 """
 
 from __future__ import annotations
@@ -37,24 +38,6 @@ from .validation import _CONTROL_RE, Validation
 log = logging.getLogger(__name__)
 
 CREATE_STEPS = 5
-
-
-class Rollback:
-    """Undo steps recorded while a resource is made, run in reverse if it fails."""
-
-    def __init__(self) -> None:
-        self._steps: list[tuple[str, Callable[[], Any]]] = []
-
-    def add(self, what: str, undo: Callable[[], Any]) -> None:
-        self._steps.append((what, undo))
-
-    async def run(self) -> None:
-        for what, undo in reversed(self._steps):
-            try:
-                await blocking(undo)
-            except Exception:  # keep undoing the rest; say what could not be undone
-                log.exception("rollback: could not undo %s", what)
-        self._steps.clear()
 
 
 def git_identity(repo: Path, session_name: str) -> dict[str, str]:
@@ -113,7 +96,7 @@ class Lifecycle(Validation, SavingWork):
         await self.ensure_proxy()
         await blocking(self._forwarder)  # built once; without a compiler: the fix, first
         progress = self._broadcasting(session.name, progress)
-        undo = Rollback()
+        inserted = False  # the row reserves the name: only then is anything ours to remove
         step = 0
 
         def report(message: str) -> None:
@@ -124,12 +107,10 @@ class Lifecycle(Validation, SavingWork):
         try:
             async with self._lock(session.name):
                 self.store.insert_session(session)  # reserves the name
-                undo.add("store row", lambda: self.store.delete_session(session.id))
+                inserted = True
                 self.directory.register(session)
-                undo.add("proxy policy", lambda: self.directory.unregister(session))
                 session_dir = self.paths.session_dir(session.name)
-                undo.add("session files", lambda: git.remove_tree(session_dir))
-                await self._open_proxy_socket(session)  # closed after the rollback below
+                await self._open_proxy_socket(session)
                 self._publish("session_created", session)
 
                 report(f"Checking image {session.image}")
@@ -138,16 +119,6 @@ class Lifecycle(Validation, SavingWork):
 
                 report(f"Creating worktree on branch {session.branch}")
                 worktree = Path(session.worktree)
-                undo.add(
-                    "branch",
-                    lambda: git.delete_branch(
-                        repo.root, session.branch, only_at=session.base_commit
-                    ),
-                )
-                undo.add(
-                    "worktree",
-                    lambda: self._remove_worktree(session),
-                )
                 git_dir = await blocking(
                     git.add_worktree, repo.root, worktree, session.branch, session.base_commit
                 )
@@ -160,14 +131,12 @@ class Lifecycle(Validation, SavingWork):
 
                 report("Preparing the agent's settings")
                 uploads = self.paths.uploads / session.id
-                undo.add("uploads", lambda: git.remove_tree(uploads))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
                 self._save(session)
 
                 report(f"Starting container {self._container_name(session)}")
                 session.container = self._container_name(session)
-                undo.add("container", lambda: backend.remove(self._container_name(session)))
                 # With the session's own git dir and mirror (removed with session_dir).
                 await self._start_container(session, agent, provided, new=True)
 
@@ -178,8 +147,8 @@ class Lifecycle(Validation, SavingWork):
         except BaseException as exc:
             reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
             log.info("create %s failed (%s): rolling back", session.name, reason)
-            await asyncio.shield(undo.run())
-            self.proxy.close_session(session.name)
+            if inserted:
+                await asyncio.shield(self._teardown(session, creating=True))
             self.events.publish(
                 {"type": "session_deleted", "session": session.name, "reason": reason}
             )
@@ -383,20 +352,13 @@ class Lifecycle(Validation, SavingWork):
                 raise
             session.status = SessionStatus.DELETING
             self._save(session, "session_deleting")
-            self.consoles.forget(name)
             try:
-                await blocking(self._backend(session).remove, self._container_name(session))
-                late_ref, late_kept = await self._save_late_work(session)
+                late_ref, late_kept = await self._teardown(session)
                 saved_ref, kept = saved_ref or late_ref, sorted({*kept, *late_kept})
-                await blocking(self._remove_files, session)
             except Exception as exc:
                 session.status, session.error = SessionStatus.FAILED, f"delete failed: {exc}"
                 self._save(session, "session_failed", error=session.error)
                 raise
-            self.store.delete_session(session.id)
-            self.gitsync.forget(session.id)
-            self.directory.unregister(session)
-            self.proxy.close_session(session.name)
             self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
             self.events.publish({"type": "session_deleted", "session": session.name})
             hint = None
@@ -406,11 +368,49 @@ class Lifecycle(Validation, SavingWork):
                 name=session.name, saved_ref=saved_ref, restore_hint=hint, agent_branches=kept
             )
 
-    def _remove_files(self, session: Session) -> None:
+    async def _teardown(
+        self, session: Session, creating: bool = False
+    ) -> tuple[str | None, list[str]]:
+        """The one way a session's resources go (its lock held): the container; then,
+        for a session that was running, one last sync that saves what the agent committed
+        late; the worktree, the branch, the session's files and uploads; the row; and what
+        the daemon keeps about it (sync state, proxy policy and socket, console).
+
+        `creating`: undoing a creation (failed, cancelled, or found half made at
+        start-up): nothing to save, and the branch goes only while it is still at the base
+        commit. A failed creation's undo goes on past a step that fails (logged), so the
+        name is free again; otherwise the first failure is raised and the row stays.
+        Returns what the late sync saved (ref, agent branches)."""
+        saved: tuple[str | None, list[str]] = (None, [])
+        backend = self._backend(session)
+        self.consoles.forget(session.name)
+        only_at = session.base_commit if creating else None
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("container", lambda: backend.remove(self._container_name(session))),
+            ("files", lambda: self._remove_files(session, only_at)),
+        ]
+        for what, step in steps:
+            try:
+                await blocking(step)
+            except Exception:
+                if not creating:
+                    raise
+                log.exception("undoing %s: could not remove its %s", session.name, what)
+            if what == "container" and not creating:
+                saved = await self._save_late_work(session)
+        self.store.delete_session(session.id)
+        self.gitsync.forget(session.id)
+        self.directory.unregister(session)
+        self.proxy.close_session(session.name)
+        return saved
+
+    def _remove_files(self, session: Session, only_at: str | None = None) -> None:
+        """The worktree, the branch (with `only_at`: only while it points there), the
+        session's files and uploads. Blocking."""
         repo = Path(session.repo)
         if repo.is_dir():
             self._remove_worktree(session)
-            git.delete_branch(repo, session.branch)
+            git.delete_branch(repo, session.branch, only_at=only_at)
         else:
             git.remove_tree(Path(session.worktree))
         git.remove_tree(self.paths.session_dir(session.name))

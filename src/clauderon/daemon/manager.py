@@ -25,7 +25,7 @@ from .blocking import blocking, iterate_in_thread
 from .console import Console
 from .core import NamedLocks
 from .landing import Landing
-from .lifecycle import Rollback, git_identity
+from .lifecycle import git_identity
 from .recovery import RECONCILE_BACKOFF, WORKTREE_MISSING, Recovery, reconcile_due
 from .syncing import SYNC_INTERVAL
 from .validation import MAX_PROMPT_BYTES
@@ -39,7 +39,6 @@ __all__ = [
     "SYNC_INTERVAL",
     "WORKTREE_MISSING",
     "NamedLocks",
-    "Rollback",
     "SessionManager",
     "git_identity",
     "reconcile_due",

@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import git
 from ..backends import Backend, CacheVolume, ContainerState, ContainerStatus, Progress
 from ..container import cache_volumes
 from ..errors import ClauderonError
@@ -244,25 +243,14 @@ class Recovery(Lifecycle):
         """A delete the previous daemon did not finish. Its work was secured before it was
         marked deleting, but the agent may have committed since: stop it and save again."""
         log.info("finishing interrupted delete of %s", session.name)
-        name = self._container_name(session)
-        await blocking(self._backend(session).stop, name)
+        await blocking(self._backend(session).stop, self._container_name(session))
         await self._sync_locked(session, force=True)
         await blocking(self._secure_work, session, True)
-        await blocking(self._backend(session).remove, name)
-        await self._save_late_work(session)
-        await blocking(self._remove_files, session)
-        self.store.delete_session(session.id)
+        await self._teardown(session)
 
     async def _rollback_stale_creation(self, session: Session) -> None:
-        await blocking(self._backend(session).remove, self._container_name(session))
-        repo = Path(session.repo)
-        if repo.is_dir():
-            await blocking(self._remove_worktree, session)
-            await blocking(git.delete_branch, repo, session.branch, session.base_commit)
-        git.remove_tree(self.paths.session_dir(session.name))
-        git.remove_tree(self.paths.uploads / session.id)
-        self.store.delete_session(session.id)
-        self.directory.unregister(session)
+        """A creation a previous daemon did not finish (or reconcile found unlocked)."""
+        await self._teardown(session, creating=True)
 
     async def _migrate_legacy_containers(self) -> None:
         """Containers made by clauderon before 0.2 sat on a per-home network with the proxy
