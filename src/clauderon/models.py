@@ -97,6 +97,9 @@ class Session(BaseModel):
     # Recovery: how often reconcile tried to recreate a missing container, and when.
     reconcile_attempts: int = 0
     last_reconcile_at: datetime | None = None
+    # A delete got past saving the work (its container is gone): what is left is removal,
+    # and a daemon that finishes it must not save the half-removed worktree again.
+    removing_files: bool = False
     repo: str  # root of the main repository's work tree
     subdirectory: str = ""  # where --repo pointed, relative to the root
     worktree: str

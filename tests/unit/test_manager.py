@@ -25,7 +25,13 @@ from clauderon.container import container_name
 from clauderon.daemon.directory import ProxySessions
 from clauderon.daemon.events import EventBus
 from clauderon.daemon.manager import RECONCILE_BACKOFF, SessionManager
-from clauderon.errors import Cancelled, ClauderonError, InvalidInput, WouldLoseWork
+from clauderon.errors import (
+    BackendUnavailable,
+    Cancelled,
+    ClauderonError,
+    InvalidInput,
+    WouldLoseWork,
+)
 from clauderon.forwarder import ensure_forwarder
 from clauderon.models import DEFAULT_IMAGE, AgentStatus, CreateSessionRequest, SessionStatus, utcnow
 from clauderon.paths import Paths
@@ -606,5 +612,89 @@ def test_parallel_creates_and_deletes_on_one_repository(
                 h.assert_nothing_left(n)
             fsck = subprocess.run(["git", "fsck", "--no-progress"], cwd=repo, check=False)
             assert fsck.returncode == 0
+
+    run(scenario())
+
+
+def test_with_the_engine_down_create_fails_whole_and_list_still_answers(
+    home: Path, repo: Path, shared: Path
+) -> None:
+    async def scenario() -> None:
+        async with harness(home, repo, shared) as h:
+            await h.create("up")
+            h.backend.engine.down = True
+            with pytest.raises(BackendUnavailable):
+                await h.create()
+            h.assert_nothing_left("s1")
+            [view] = await h.manager.list()
+            assert view.name == "up" and view.container_state == "unknown"
+            assert view.state == "running"  # what the store knows
+            h.backend.engine.down = False
+            assert (await h.manager.get("up")).container_state == "running"
+
+    run(scenario())
+
+
+def test_two_creates_of_one_name_one_wins_and_the_loser_removes_nothing(
+    home: Path, repo: Path, shared: Path
+) -> None:
+    async def scenario() -> None:
+        async with harness(home, repo, shared) as h:
+            outcomes = await asyncio.gather(
+                h.create("same"), h.create("same"), return_exceptions=True
+            )
+            won = [o for o in outcomes if not isinstance(o, BaseException)]
+            lost = [o for o in outcomes if isinstance(o, BaseException)]
+            assert len(won) == 1 and len(lost) == 1
+            assert isinstance(lost[0], ClauderonError) and "already exists" in str(lost[0])
+            session = won[0]
+            assert h.store.get_session("same") is not None
+            assert Path(session.worktree).is_dir() and "same" in h.branches()
+            assert h.backend.ours()[session.container].state == ContainerState.RUNNING
+            assert h.proxy.has_session("same")
+
+    run(scenario())
+
+
+class Killed(BaseException):
+    """The daemon dies here (nothing catches it, as nothing outlives kill -9)."""
+
+
+@pytest.mark.parametrize("fault", ["killed", "failed"])
+def test_a_delete_cut_off_while_removing_files_is_finished_without_a_broken_save(
+    home: Path, repo: Path, shared: Path, fault: str
+) -> None:
+    """Finishing a delete saves again what it finds (the agent may have worked since),
+    unless the work was saved and the removal had begun: a snapshot of a half-removed
+    worktree is no one's work. Killed: the next daemon finishes it; failed: `delete
+    --force` again does."""
+
+    async def scenario() -> None:
+        engine = FakeEngine(images={DEFAULT_IMAGE})
+        async with harness(home, repo, shared, engine) as h:
+            session = await h.create()
+            worktree = Path(session.worktree)
+            (worktree / "unsaved.txt").write_text("keep me\n")
+
+            def dies_midway(session: Any, only_at: str | None = None) -> None:
+                (worktree / "unsaved.txt").unlink()
+                (worktree / "README").unlink()
+                raise Killed if fault == "killed" else PermissionError("read-only")
+
+            h.manager._remove_files = dies_midway  # type: ignore[method-assign]
+            with pytest.raises((Killed, PermissionError)):
+                await h.manager.delete("s1", force=True)
+        async with harness(home, repo, shared, engine) as h:
+            await h.manager.startup()
+            if fault == "failed":
+                failed = h.store.get_session("s1")
+                assert failed is not None and failed.status == SessionStatus.FAILED
+                await h.manager.delete("s1", force=True)
+            h.assert_nothing_left("s1")
+            refs = git("for-each-ref", "--format=%(refname)", "refs/clauderon/s1/", cwd=repo)
+            saved = [r for r in refs.split() if "/branches/" not in r]
+            assert saved
+            for ref in saved:
+                assert git("show", f"{ref}:unsaved.txt", cwd=repo) == "keep me"
 
     run(scenario())

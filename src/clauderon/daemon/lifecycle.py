@@ -333,23 +333,11 @@ class Lifecycle(Validation, SavingWork):
             session = self._get_to_change(name)
             if session.status == SessionStatus.CREATING:
                 raise Conflict(f"session {name!r} is still being created")
-            if not force:  # refuse before touching the agent
-                await self._sync_locked(session, force=True)
-                await blocking(self._secure_work, session, False)
-            # Stop the agent before the last sync, check and save: a commit it made after
-            # them would be lost with its git dir and worktree.
-            was_running = False
-            if session.container:
-                status = await blocking(self._backend(session).inspect, session.container)
-                was_running = status is not None and status.state == ContainerState.RUNNING
-                await blocking(self._backend(session).stop, session.container)
-            await self._sync_locked(session, force=True)  # the agent's last commits first
-            try:
-                saved_ref, kept = await blocking(self._secure_work, session, force)
-            except WouldLoseWork:  # the agent made work in between: leave it running
-                if was_running and session.container:
-                    await blocking(self._backend(session).start, session.container)
-                raise
+            saved_ref: str | None = None
+            kept: list[str] = []
+            if not session.removing_files:  # else a delete failed while removing files:
+                # the work was saved then, and what is left is removal
+                saved_ref, kept = await self._stop_and_secure(session, force)
             session.status = SessionStatus.DELETING
             self._save(session, "session_deleting")
             try:
@@ -368,6 +356,27 @@ class Lifecycle(Validation, SavingWork):
                 name=session.name, saved_ref=saved_ref, restore_hint=hint, agent_branches=kept
             )
 
+    async def _stop_and_secure(self, session: Session, force: bool) -> tuple[str | None, list[str]]:
+        """Refuse (without force) or save the session's work, its agent stopped first."""
+        if not force:  # refuse before touching the agent
+            await self._sync_locked(session, force=True)
+            await blocking(self._secure_work, session, False)
+        # Stop the agent before the last sync, check and save: a commit it made after
+        # them would be lost with its git dir and worktree.
+        was_running = False
+        if session.container:
+            status = await blocking(self._backend(session).inspect, session.container)
+            was_running = status is not None and status.state == ContainerState.RUNNING
+            await blocking(self._backend(session).stop, session.container)
+        await self._sync_locked(session, force=True)  # the agent's last commits first
+        try:
+            saved_ref, kept = await blocking(self._secure_work, session, force)
+        except WouldLoseWork:  # the agent made work in between: leave it running
+            if was_running and session.container:
+                await blocking(self._backend(session).start, session.container)
+            raise
+        return saved_ref, kept
+
     async def _teardown(
         self, session: Session, creating: bool = False
     ) -> tuple[str | None, list[str]]:
@@ -380,7 +389,9 @@ class Lifecycle(Validation, SavingWork):
         start-up): nothing to save, and the branch goes only while it is still at the base
         commit. A failed creation's undo goes on past a step that fails (logged), so the
         name is free again; otherwise the first failure is raised and the row stays.
-        Returns what the late sync saved (ref, agent branches)."""
+        Once the late work is saved the record says so (`removing_files`): a daemon that
+        finishes the delete after a crash goes straight to the removal. Returns what the
+        late sync saved (ref, agent branches)."""
         saved: tuple[str | None, list[str]] = (None, [])
         backend = self._backend(session)
         self.consoles.forget(session.name)
@@ -396,8 +407,10 @@ class Lifecycle(Validation, SavingWork):
                 if not creating:
                     raise
                 log.exception("undoing %s: could not remove its %s", session.name, what)
-            if what == "container" and not creating:
+            if what == "container" and not creating and not session.removing_files:
                 saved = await self._save_late_work(session)
+                session.removing_files = True
+                self._save(session)
         self.store.delete_session(session.id)
         self.gitsync.forget(session.id)
         self.directory.unregister(session)

@@ -243,9 +243,10 @@ class Recovery(Lifecycle):
         """A delete the previous daemon did not finish. Its work was secured before it was
         marked deleting, but the agent may have committed since: stop it and save again."""
         log.info("finishing interrupted delete of %s", session.name)
-        await blocking(self._backend(session).stop, self._container_name(session))
-        await self._sync_locked(session, force=True)
-        await blocking(self._secure_work, session, True)
+        if not session.removing_files:  # else the work is saved and the removal began
+            await blocking(self._backend(session).stop, self._container_name(session))
+            await self._sync_locked(session, force=True)
+            await blocking(self._secure_work, session, True)
         await self._teardown(session)
 
     async def _rollback_stale_creation(self, session: Session) -> None:
@@ -258,12 +259,15 @@ class Recovery(Lifecycle):
         removed and comes back from its record on `start`). Only Docker had those."""
         containers = await blocking(self.backend.inspect_all, self._labels())
         by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
-        for session in self.store.list_sessions():
-            found = by_id.get(session.id)
+        for snapshot in self.store.list_sessions():
+            found = by_id.get(snapshot.id)
             if found is None or found.isolated:
                 continue
-            log.info("moving %s to a container with no network", session.name)
-            async with self._lock(session.name):
+            log.info("moving %s to a container with no network", snapshot.name)
+            async with self._lock(snapshot.name):  # lock, read again, change, save
+                session = self.store.get_session(snapshot.id)
+                if session is None:
+                    continue
                 await blocking(self.backend.remove, found.name)
                 if session.status == SessionStatus.RUNNING:
                     try:
