@@ -159,10 +159,10 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
         connections,
         listen_host=tcp[0] if tcp else "127.0.0.1",
     )
-    config = uvicorn.Config(
+    served = uvicorn.Config(
         app, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="off"
     )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(served)
     sockets = [bind_private_socket(paths.socket)]
     if tcp is not None:
         sockets.append(bind_tcp(*tcp))
