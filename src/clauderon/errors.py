@@ -45,7 +45,14 @@ class WouldLoseWork(ClauderonError):
     status = 409
 
 
-class DockerUnavailable(ClauderonError):
+class BackendUnavailable(ClauderonError):
+    """The engine a backend drives cannot be reached at all (not: it refused a call)."""
+
+    code = "backend_unavailable"
+    status = 503
+
+
+class DockerUnavailable(BackendUnavailable):
     code = "docker_unavailable"
     status = 503
 

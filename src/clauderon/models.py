@@ -70,7 +70,7 @@ class Session(BaseModel):
     id: str
     name: str
     status: SessionStatus
-    backend: BackendKind = BackendKind.DOCKER
+    backend: str = BackendKind.DOCKER.value  # a kind of the backends registry (backends/)
     agent: AgentKind = AgentKind.CLAUDE
     # Version of the agent clauderon provides when the image has none.
     agent_version: str | None = None
@@ -97,6 +97,9 @@ class Session(BaseModel):
     # Recovery: how often reconcile tried to recreate a missing container, and when.
     reconcile_attempts: int = 0
     last_reconcile_at: datetime | None = None
+    # A delete got past saving the work (its container is gone): what is left is removal,
+    # and a daemon that finishes it must not save the half-removed worktree again.
+    removing_files: bool = False
     repo: str  # root of the main repository's work tree
     subdirectory: str = ""  # where --repo pointed, relative to the root
     worktree: str

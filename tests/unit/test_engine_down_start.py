@@ -2,9 +2,8 @@
 proxy still comes up with every session's socket, and a row left `creating` or
 `deleting` by a daemon that died does not keep the sessions after it from being served.
 
-The engine is a stand-in here that answers every call as the Docker backend does when
-the engine is not reachable (`DockerUnavailable`), so the shared engine is never
-stopped; the real engine-restart test is tests/integration/test_zz_engine_restart.py.
+The engine is the in-memory fake backend's, switched down and up, so the shared engine
+is never stopped; the real engine-restart test is tests/integration/test_zz_engine_restart.py.
 """
 
 from __future__ import annotations
@@ -15,15 +14,15 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from clauderon.backends import Backends
 from clauderon.config import ProxyConfig
 from clauderon.daemon.directory import ProxySessions
 from clauderon.daemon.events import EventBus
 from clauderon.daemon.manager import SessionManager
-from clauderon.errors import ClauderonError, DockerUnavailable
+from clauderon.errors import ClauderonError
 from clauderon.models import Session, SessionStatus
 from clauderon.paths import Paths
 from clauderon.proxy.audit import AuditLog
@@ -32,21 +31,7 @@ from clauderon.proxy.credentials import CredentialStore
 from clauderon.proxy.server import CredentialProxy
 from clauderon.store import Store
 
-
-class Engine:
-    """Down: every call fails as it does with the engine stopped. Up: an engine with no
-    container of this home (what a restarted engine may well show)."""
-
-    def __init__(self) -> None:
-        self.up = False
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*_args: Any, **_kwargs: Any) -> Any:
-            if not self.up:
-                raise DockerUnavailable(f"the Docker engine is not running ({name})")
-            return {} if name == "inspect_all" else None
-
-        return call
+from .fake_backend import FakeBackend, FakeEngine
 
 
 @pytest.fixture
@@ -69,6 +54,7 @@ def session(name: str, status: SessionStatus) -> Session:
         container=f"c-{name}",
         proxy_token=f"pt-{name}",
         hook_token=f"ht-{name}",
+        backend="fake",
     )
 
 
@@ -94,8 +80,13 @@ def test_proxy_and_every_session_served_with_the_engine_down(home: Path):
         directory,
         AuditLog(paths.audit_log),
     )
-    engine = Engine()
-    manager = SessionManager(paths, store, engine, EventBus(), proxy, directory, ca_cert)
+    # Down: every call fails as it does with the engine stopped. Up: an engine with no
+    # container of this home (what a restarted engine may well show).
+    engine = FakeEngine(down=True)
+    backend = FakeBackend(paths.instance, engine)
+    manager = SessionManager(
+        paths, store, Backends.of(backend), EventBus(), proxy, directory, ca_cert
+    )
 
     async def scenario() -> None:
         try:
@@ -110,7 +101,7 @@ def test_proxy_and_every_session_served_with_the_engine_down(home: Path):
             left = {s.name: s.status for s in store.list_sessions()}
             assert left["halfmade"] == SessionStatus.CREATING
             assert left["going"] == SessionStatus.DELETING
-            engine.up = True  # the engine is back: the periodic reconcile finishes them
+            engine.down = False  # the engine is back: the periodic reconcile finishes them
             report = await manager.reconcile(False, lambda *_: None, manual=False)
             assert report["rolled_back"] == ["halfmade"]
             left = {s.name: s.status for s in store.list_sessions()}

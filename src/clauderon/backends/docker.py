@@ -1,28 +1,31 @@
-"""The Docker backend: turns a ContainerSpec into calls on the Docker Engine API."""
+"""The Docker backend: turns a ContainerSpec into calls on the Docker Engine API.
+
+It implements `backends.Backend`; what only Docker has (the docker CLI, its networks, the
+root container that hands a cache volume to the user) stays here."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
-import shutil
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, TypeVar, cast
 
 import docker
 import docker.errors
+import docker.models.containers
+import docker.models.volumes
 import docker.types
 import requests.exceptions
 
 from ..errors import ClauderonError, DockerUnavailable, ImageError, InvalidInput
 from ..spec import ContainerSpec
-from . import CacheVolume, ContainerStatus, ImageFacts, Progress
+from . import CacheVolume, ContainerState, ContainerStatus, ImageFacts, Progress
 
 MANAGED_LABEL = "clauderon.managed"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-DETACH_KEYS = "ctrl-p,ctrl-q"
-DETACH_KEYS_HUMAN = "Ctrl-P Ctrl-Q"
 PIDS_LIMIT = 4096
 
 _IMAGE_RE = re.compile(
@@ -33,6 +36,16 @@ _IMAGE_RE = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
 )
 _EXIT_RE = re.compile(r"Exited \((-?\d+)\)")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_STATES = {s.value: s for s in ContainerState}
+
+
+def container_state(word: str) -> ContainerState:
+    """Docker's word for a container's state as a ContainerState (the words match)."""
+    state = _STATES.get(word, ContainerState.UNKNOWN)
+    return ContainerState.UNKNOWN if state == ContainerState.MISSING else state
+
 
 # Commands the probe looks for. `sh` is required; the rest decide what clauderon provides.
 _PROBE = r"""
@@ -75,9 +88,8 @@ def _api_message(exc: Exception) -> str:
 
 class DockerBackend:
     kind = "docker"
-    detach_keys = DETACH_KEYS_HUMAN
 
-    def __init__(self, instance: str, client: docker.DockerClient | None = None):
+    def __init__(self, instance: str, client: docker.DockerClient | None = None) -> None:
         self.instance = instance
         self._client = client
         self._lock = threading.Lock()
@@ -108,7 +120,7 @@ class DockerBackend:
             "start docker`) and check with `docker info`"
         )
 
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """Run an engine call, turning a lost connection into the one clear error. Every
         other error (the engine answered: a container failed, a name is taken…) is left
         for the caller to explain."""
@@ -125,7 +137,7 @@ class DockerBackend:
         self._call(self.client.ping)
 
     def architecture(self) -> str:
-        arch = self._call(self.client.info).get("Architecture", "x86_64")
+        arch = str(self._call(self.client.info).get("Architecture", "x86_64"))
         return {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
             arch, arch
         )
@@ -197,7 +209,7 @@ class DockerBackend:
             raise ClauderonError(_api_message(exc)) from exc
 
     def image_facts(self, image: str) -> ImageFacts:
-        image_id = self._call(self.client.images.get, image).id
+        image_id = self.image_id(image)
         try:
             output = self._call(
                 self.client.containers.run,
@@ -228,7 +240,7 @@ class DockerBackend:
         )
 
     def image_id(self, image: str) -> str:
-        return self._call(self.client.images.get, image).id
+        return str(self._call(self.client.images.get, image).id)
 
     # --- networks and volumes ---------------------------------------------------------
 
@@ -296,7 +308,7 @@ class DockerBackend:
         self._volumes.update(unknown)
 
     @staticmethod
-    def _volume_owner(volume) -> str | None:
+    def _volume_owner(volume: docker.models.volumes.Volume) -> str | None:
         """ "uid:gid" of a local volume's directory, when this process may look (root);
         None otherwise (then the root container checks)."""
         mountpoint = (volume.attrs or {}).get("Mountpoint")
@@ -345,7 +357,9 @@ class DockerBackend:
             )
             for m in spec.mounts
         ]
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
+        if spec.restart:
+            kwargs["restart_policy"] = {"Name": "unless-stopped"}
         if spec.cpu_limit:
             kwargs["nano_cpus"] = int(spec.cpu_limit * 1e9)
         if spec.memory_limit:
@@ -373,7 +387,6 @@ class DockerBackend:
                 security_opt=["no-new-privileges"],
                 cap_drop=["ALL"],
                 pids_limit=PIDS_LIMIT,
-                restart_policy={"Name": "unless-stopped"} if spec.restart else None,
                 **kwargs,
             )
         except docker.errors.APIError as exc:
@@ -397,9 +410,9 @@ class DockerBackend:
                 code="backend_error",
                 status=500,
             ) from exc
-        return container.id
+        return str(container.id)
 
-    def _container(self, name: str):
+    def _container(self, name: str) -> docker.models.containers.Container:
         """The container of this name, only if this home made it: another home's (or
         anyone else's) container is never started, stopped or removed from here."""
         container = self._call(self.client.containers.get, name)
@@ -436,11 +449,11 @@ class DockerBackend:
         except docker.errors.NotFound:
             return None
         state = attrs.get("State") or {}
-        status = state.get("Status", "unknown")
+        status = container_state(str(state.get("Status", "unknown")))
         return ContainerStatus(
             name=name,
             state=status,
-            exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
+            exit_code=state.get("ExitCode") if status.ended else None,
             labels=(attrs.get("Config") or {}).get("Labels") or {},
             isolated=(attrs.get("HostConfig") or {}).get("NetworkMode") == "none",
         )
@@ -454,7 +467,7 @@ class DockerBackend:
             exit_match = _EXIT_RE.search(item.get("Status", ""))
             result[name] = ContainerStatus(
                 name=name,
-                state=item.get("State", "unknown"),
+                state=container_state(str(item.get("State", "unknown"))),
                 exit_code=int(exit_match.group(1)) if exit_match else None,
                 labels=item.get("Labels") or {},
                 isolated=(item.get("HostConfig") or {}).get("NetworkMode") == "none",
@@ -464,9 +477,10 @@ class DockerBackend:
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]:
         """The output as a stream; its `close()` ends a follow from another thread."""
         container = self._container(name)
-        return self._call(
+        stream = self._call(
             container.logs, stream=True, follow=follow, tail="all" if tail is None else tail
         )
+        return cast(Iterator[bytes], stream)
 
     def attach(self, name: str) -> socket.socket:
         params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
@@ -476,12 +490,8 @@ class DockerBackend:
             raise ClauderonError(
                 f"container {name} is missing", code="conflict", status=409
             ) from exc
-        return stream._sock if hasattr(stream, "_sock") else stream
+        return cast(socket.socket, stream._sock if hasattr(stream, "_sock") else stream)
 
     def resize(self, name: str, rows: int, cols: int) -> None:
         with contextlib.suppress(docker.errors.APIError):
             self._call(self.client.api.resize, name, height=rows, width=cols)
-
-    def attach_command(self, name: str) -> list[str]:
-        docker_cli = shutil.which("docker") or "docker"
-        return [docker_cli, "attach", "--detach-keys", DETACH_KEYS, name]

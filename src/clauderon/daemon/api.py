@@ -387,7 +387,7 @@ def create_app(
     # --- tokens (made and revoked only over the Unix socket) ------------------------------
 
     def _local_only(request: Request) -> None:
-        if not over_unix_socket(request.scope):
+        if not over_unix_socket(dict(request.scope)):
             raise ClauderonError(
                 "tokens are managed over the Unix socket only", code="forbidden", status=403
             )

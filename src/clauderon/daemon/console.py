@@ -220,24 +220,23 @@ class Console:
 
 
 class ConsoleManager:
-    def __init__(self, backend: Backend):
-        self.backend = backend
+    def __init__(self) -> None:
         self._consoles: dict[str, Console] = {}
         self._lock = asyncio.Lock()
 
-    async def open(self, name: str, container: str) -> Console:
+    async def open(self, name: str, container: str, backend: Backend) -> Console:
         """The session's console, attaching when there is none (or the last one ended)."""
         async with self._lock:
             console = self._consoles.get(name)
             if console is not None and not console.closed.is_set():
                 await console.drawn.wait()
                 return console
-            sock = await blocking(self.backend.attach, container)
+            sock = await blocking(backend.attach, container)
             console = Console(
                 name,
                 container,
                 sock,
-                self.backend,
+                backend,
                 asyncio.get_running_loop(),
                 DEFAULT_ROWS,
                 DEFAULT_COLS,

@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import git, review
 from ..agents import install_report_script
-from ..backends import Backend, Progress
+from ..backends import Backend, Backends, ContainerStatus, Progress
 from ..config import GitHubConfig
 from ..container import container_name
 from ..errors import Conflict, session_not_found
@@ -22,6 +22,7 @@ from ..models import Session, SessionStatus
 from ..paths import Paths
 from ..proxy.server import CredentialProxy
 from ..store import Store
+from .blocking import blocking
 from .console import ConsoleManager
 from .directory import ProxySessions
 from .events import EventBus
@@ -62,7 +63,7 @@ class ManagerCore:
         self,
         paths: Paths,
         store: Store,
-        backend: Backend,
+        backends: Backends,
         events: EventBus,
         proxy: CredentialProxy,
         directory: ProxySessions,
@@ -71,7 +72,7 @@ class ManagerCore:
     ):
         self.paths = paths
         self.store = store
-        self.backend = backend
+        self.backends = backends
         self.events = events
         self.proxy = proxy
         self.directory = directory
@@ -82,16 +83,41 @@ class ManagerCore:
         self.uid, self.gid = os.getuid(), os.getgid()
         (paths.home / "gitignore").write_text(git.AGENT_HOME_EXCLUDES)
         install_report_script(paths.hooks)
-        self.consoles = ConsoleManager(backend)
+        self.consoles = ConsoleManager()
         self.gitsync = GitSync(paths.sessions, store)
         self._sync_task: asyncio.Task[None] | None = None
-        self._stats: dict[
-            str, review.Stats
-        ] = {}  # session id → review.Stats (landing.py), read by `list`
+        self._stats: dict[str, review.Stats] = {}  # by session id (stats.py), for `list`
         self.github_api_url = github.api_url if github else None
         # Agent reports and model calls: recorded off the loop, in order (live.py).
         self.live = LiveReports(store, directory, self._publish)
         self.live.attach()
+
+    # --- backends ----------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The default backend (what `create` uses unless `--backend` names another)."""
+        return self.backends.get(self.backends.default)
+
+    def _backend(self, session: Session) -> Backend:
+        """The backend the session was made with."""
+        return self.backends.get(session.backend)
+
+    def _backends_in_use(self) -> list[Backend]:
+        """The default backend and every backend a session uses (what reconcile and
+        `list` ask about)."""
+        kinds = {self.backends.default} | {s.backend for s in self.store.list_sessions()}
+        return [self.backends.get(k) for k in sorted(kinds) if k in self.backends.kinds()]
+
+    async def _inspect_everywhere(
+        self, labels: dict[str, str]
+    ) -> dict[str, tuple[Backend, ContainerStatus]]:
+        """Every container with these labels, of every backend in use, by name."""
+        found: dict[str, tuple[Backend, ContainerStatus]] = {}
+        for backend in self._backends_in_use():
+            containers = await blocking(backend.inspect_all, labels)
+            found.update((name, (backend, c)) for name, c in containers.items())
+        return found
 
     def _get(self, name: str) -> Session:
         session = self.store.get_session(name)

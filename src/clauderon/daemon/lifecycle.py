@@ -1,7 +1,8 @@
 """Creating, starting, stopping, archiving, refreshing and deleting sessions.
 
-A creation records an undo step for each resource it makes; on any failure, or when the
-client cancels (Ctrl-C), the steps run in reverse so nothing is left half made.
+A session's resources go one way, `_teardown`: when a creation fails or is cancelled
+(Ctrl-C), when it is deleted, and when start-up finishes either for a daemon that died
+(recovery.py), so nothing is left half made and nothing is forgotten by one of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, cast
 from .. import git
 from ..agents import Agent, get_agent
 from ..agents.provision import ensure_agent
-from ..backends import Progress
+from ..backends import ContainerState, Progress
 from ..container import (
     GitMounts,
     ProvidedAgent,
@@ -26,7 +27,14 @@ from ..container import (
     container_name,
     prepare_mountpoints,
 )
-from ..errors import Cancelled, ClauderonError, Conflict, InvalidInput, WouldLoseWork
+from ..errors import (
+    BackendUnavailable,
+    Cancelled,
+    ClauderonError,
+    Conflict,
+    InvalidInput,
+    WouldLoseWork,
+)
 from ..gitsync import SessionGit, extra_alternates
 from ..models import CreateSessionRequest, DeleteResult, Session, SessionStatus
 from ..spec import Mount
@@ -37,24 +45,6 @@ from .validation import _CONTROL_RE, Validation
 log = logging.getLogger(__name__)
 
 CREATE_STEPS = 5
-
-
-class Rollback:
-    """Undo steps recorded while a resource is made, run in reverse if it fails."""
-
-    def __init__(self) -> None:
-        self._steps: list[tuple[str, Callable[[], Any]]] = []
-
-    def add(self, what: str, undo: Callable[[], Any]) -> None:
-        self._steps.append((what, undo))
-
-    async def run(self) -> None:
-        for what, undo in reversed(self._steps):
-            try:
-                await blocking(undo)
-            except Exception:  # keep undoing the rest; say what could not be undone
-                log.exception("rollback: could not undo %s", what)
-        self._steps.clear()
 
 
 def git_identity(repo: Path, session_name: str) -> dict[str, str]:
@@ -107,12 +97,13 @@ class Lifecycle(Validation, SavingWork):
         return True
 
     async def _create(self, req: CreateSessionRequest, progress: Progress) -> Session:
-        await blocking(self.backend.check)
+        await blocking(self.backends.get(self.backends.check_kind(req.backend)).check)
         session, repo, agent = await blocking(self._validate, req)
+        backend = self._backend(session)
         await self.ensure_proxy()
         await blocking(self._forwarder)  # built once; without a compiler: the fix, first
         progress = self._broadcasting(session.name, progress)
-        undo = Rollback()
+        inserted = False  # the row reserves the name: only then is anything ours to remove
         step = 0
 
         def report(message: str) -> None:
@@ -123,32 +114,18 @@ class Lifecycle(Validation, SavingWork):
         try:
             async with self._lock(session.name):
                 self.store.insert_session(session)  # reserves the name
-                undo.add("store row", lambda: self.store.delete_session(session.id))
+                inserted = True
                 self.directory.register(session)
-                undo.add("proxy policy", lambda: self.directory.unregister(session))
                 session_dir = self.paths.session_dir(session.name)
-                undo.add("session files", lambda: git.remove_tree(session_dir))
-                await self._open_proxy_socket(session)  # closed after the rollback below
+                await self._open_proxy_socket(session)
                 self._publish("session_created", session)
 
                 report(f"Checking image {session.image}")
-                await blocking(
-                    self.backend.ensure_image, session.image, session.pull_policy, progress
-                )
+                await blocking(backend.ensure_image, session.image, session.pull_policy, progress)
                 provided = await self._provide_agent(session, agent, progress)
 
                 report(f"Creating worktree on branch {session.branch}")
                 worktree = Path(session.worktree)
-                undo.add(
-                    "branch",
-                    lambda: git.delete_branch(
-                        repo.root, session.branch, only_at=session.base_commit
-                    ),
-                )
-                undo.add(
-                    "worktree",
-                    lambda: self._remove_worktree(session),
-                )
                 git_dir = await blocking(
                     git.add_worktree, repo.root, worktree, session.branch, session.base_commit
                 )
@@ -161,14 +138,12 @@ class Lifecycle(Validation, SavingWork):
 
                 report("Preparing the agent's settings")
                 uploads = self.paths.uploads / session.id
-                undo.add("uploads", lambda: git.remove_tree(uploads))
                 session_dir.mkdir(parents=True, exist_ok=True)
                 uploads.mkdir(parents=True, exist_ok=True)
                 self._save(session)
 
                 report(f"Starting container {self._container_name(session)}")
                 session.container = self._container_name(session)
-                undo.add("container", lambda: self.backend.remove(self._container_name(session)))
                 # With the session's own git dir and mirror (removed with session_dir).
                 await self._start_container(session, agent, provided, new=True)
 
@@ -179,8 +154,8 @@ class Lifecycle(Validation, SavingWork):
         except BaseException as exc:
             reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else str(exc)
             log.info("create %s failed (%s): rolling back", session.name, reason)
-            await asyncio.shield(undo.run())
-            self.proxy.close_session(session.name)
+            if inserted:
+                await asyncio.shield(self._teardown(session, creating=True))
             self.events.publish(
                 {"type": "session_deleted", "session": session.name, "reason": reason}
             )
@@ -192,11 +167,11 @@ class Lifecycle(Validation, SavingWork):
         self, session: Session, agent: Agent, progress: Progress
     ) -> ProvidedAgent | None:
         """The agent clauderon provides, or None when the image has the agent itself."""
-        image_id = await blocking(self.backend.image_id, session.image)
+        image_id = await blocking(self._backend(session).image_id, session.image)
         facts_json = self.store.get_image_facts(image_id)
         if facts_json is None:
             progress(f"Inspecting image {session.image} (once per image)", None, None)
-            facts = await blocking(self.backend.image_facts, session.image)
+            facts = await blocking(self._backend(session).image_facts, session.image)
             facts_json = {
                 "commands": sorted(facts.commands),
                 "musl": facts.musl,
@@ -206,7 +181,7 @@ class Lifecycle(Validation, SavingWork):
         if agent.command in facts_json["commands"]:
             return None
         version = session.agent_version or agent.default_version
-        arch = await blocking(self.backend.architecture)
+        arch = await blocking(self._backend(session).architecture)
         progress(f"Providing {agent.display_name} {version} (fetched once per version)", None, None)
         directory = await blocking(
             ensure_agent, self.paths.agents, agent, version, arch, facts_json["musl"]
@@ -258,7 +233,7 @@ class Lifecycle(Validation, SavingWork):
         )
         spec = build_container_spec(session, agent, self.paths, inputs, agent_mounts)
         prepare_mountpoints(spec, Path(session.worktree))
-        await blocking(self.backend.create, spec)
+        await blocking(self._backend(session).create, spec)
 
     async def _recreate(
         self, session: Session, progress: Progress, pull: bool = False
@@ -268,11 +243,12 @@ class Lifecycle(Validation, SavingWork):
             await self._open_proxy_socket(session)
         progress = self._broadcasting(session.name, progress)
         agent = get_agent(session.agent)
+        backend = self._backend(session)
         warning = None
         if pull:
-            warning = await blocking(self.backend.refresh_image, session.image, progress)
+            warning = await blocking(backend.refresh_image, session.image, progress)
         else:
-            await blocking(self.backend.ensure_image, session.image, session.pull_policy, progress)
+            await blocking(backend.ensure_image, session.image, session.pull_policy, progress)
         provided = await self._provide_agent(session, agent, progress)
         if not Path(session.worktree).is_dir():
             raise ClauderonError(
@@ -282,7 +258,7 @@ class Lifecycle(Validation, SavingWork):
                 status=409,
             )
         self.consoles.forget(session.name)
-        await blocking(self.backend.remove, self._container_name(session))
+        await blocking(self._backend(session).remove, self._container_name(session))
         session.container = container_name(session.name, self.paths.instance)
         await self._start_container(session, agent, provided)
         return warning
@@ -292,7 +268,7 @@ class Lifecycle(Validation, SavingWork):
             session = self._get_to_change(name)
             self._require(session, SessionStatus.RUNNING, SessionStatus.STOPPED)
             if session.container:
-                await blocking(self.backend.stop, session.container)
+                await blocking(self._backend(session).stop, session.container)
             self.consoles.forget(name)
             session.status = SessionStatus.STOPPED
             return self._save(session, "session_stopped")
@@ -304,14 +280,14 @@ class Lifecycle(Validation, SavingWork):
                 session, SessionStatus.RUNNING, SessionStatus.STOPPED, SessionStatus.FAILED
             )
             status = (
-                await blocking(self.backend.inspect, session.container)
+                await blocking(self._backend(session).inspect, session.container)
                 if session.container
                 else None
             )
             if status is None:
                 await self._recreate(session, progress)
-            elif status.state != "running":
-                await blocking(self.backend.start, session.container)
+            elif status.state != ContainerState.RUNNING:
+                await blocking(self._backend(session).start, session.container)
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running")
 
@@ -323,7 +299,7 @@ class Lifecycle(Validation, SavingWork):
             )
             await self._sync_locked(session, force=True)  # its last commits, first
             if session.container:
-                await blocking(self.backend.remove, session.container)
+                await blocking(self._backend(session).remove, session.container)
             self.consoles.forget(name)
             session.container = None
             session.status = SessionStatus.ARCHIVED
@@ -337,7 +313,7 @@ class Lifecycle(Validation, SavingWork):
                 await self._recreate(session, progress)
             except BaseException:
                 session.container = None
-                await blocking(self.backend.remove, self._container_name(session))
+                await blocking(self._backend(session).remove, self._container_name(session))
                 raise
             session.status, session.error = SessionStatus.RUNNING, None
             return self._save(session, "session_running")
@@ -364,39 +340,20 @@ class Lifecycle(Validation, SavingWork):
             session = self._get_to_change(name)
             if session.status == SessionStatus.CREATING:
                 raise Conflict(f"session {name!r} is still being created")
-            if not force:  # refuse before touching the agent
-                await self._sync_locked(session, force=True)
-                await blocking(self._secure_work, session, False)
-            # Stop the agent before the last sync, check and save: a commit it made after
-            # them would be lost with its git dir and worktree.
-            was_running = False
-            if session.container:
-                status = await blocking(self.backend.inspect, session.container)
-                was_running = status is not None and status.state == "running"
-                await blocking(self.backend.stop, session.container)
-            await self._sync_locked(session, force=True)  # the agent's last commits first
-            try:
-                saved_ref, kept = await blocking(self._secure_work, session, force)
-            except WouldLoseWork:  # the agent made work in between: leave it running
-                if was_running and session.container:
-                    await blocking(self.backend.start, session.container)
-                raise
+            saved_ref: str | None = None
+            kept: list[str] = []
+            if not session.removing_files:  # else a delete failed while removing files:
+                # the work was saved then, and what is left is removal
+                saved_ref, kept = await self._stop_and_secure(session, force)
             session.status = SessionStatus.DELETING
             self._save(session, "session_deleting")
-            self.consoles.forget(name)
             try:
-                await blocking(self.backend.remove, self._container_name(session))
-                late_ref, late_kept = await self._save_late_work(session)
+                late_ref, late_kept = await self._teardown(session)
                 saved_ref, kept = saved_ref or late_ref, sorted({*kept, *late_kept})
-                await blocking(self._remove_files, session)
             except Exception as exc:
                 session.status, session.error = SessionStatus.FAILED, f"delete failed: {exc}"
                 self._save(session, "session_failed", error=session.error)
                 raise
-            self.store.delete_session(session.id)
-            self.gitsync.forget(session.id)
-            self.directory.unregister(session)
-            self.proxy.close_session(session.name)
             self.store.add_event(session, "session_deleted", {"saved_ref": saved_ref})
             self.events.publish({"type": "session_deleted", "session": session.name})
             hint = None
@@ -406,11 +363,77 @@ class Lifecycle(Validation, SavingWork):
                 name=session.name, saved_ref=saved_ref, restore_hint=hint, agent_branches=kept
             )
 
-    def _remove_files(self, session: Session) -> None:
+    async def _stop_and_secure(self, session: Session, force: bool) -> tuple[str | None, list[str]]:
+        """Refuse (without force) or save the session's work, its agent stopped first."""
+        if not force:  # refuse before touching the agent
+            await self._sync_locked(session, force=True)
+            await blocking(self._secure_work, session, False)
+        # Stop the agent before the last sync, check and save: a commit it made after
+        # them would be lost with its git dir and worktree.
+        was_running = False
+        if session.container:
+            status = await blocking(self._backend(session).inspect, session.container)
+            was_running = status is not None and status.state == ContainerState.RUNNING
+            await blocking(self._backend(session).stop, session.container)
+        await self._sync_locked(session, force=True)  # the agent's last commits first
+        try:
+            saved_ref, kept = await blocking(self._secure_work, session, force)
+        except WouldLoseWork:  # the agent made work in between: leave it running
+            if was_running and session.container:
+                await blocking(self._backend(session).start, session.container)
+            raise
+        return saved_ref, kept
+
+    async def _teardown(
+        self, session: Session, creating: bool = False
+    ) -> tuple[str | None, list[str]]:
+        """The one way a session's resources go (its lock held): the container; then,
+        for a session that was running, one last sync that saves what the agent committed
+        late; the worktree, the branch, the session's files and uploads; the row; and what
+        the daemon keeps about it (sync state, proxy policy and socket, console).
+
+        `creating`: undoing a creation (failed, cancelled, or found half made at
+        start-up): nothing to save, and the branch goes only while it is still at the base
+        commit. A failed creation's undo goes on past a step that fails (logged), so the
+        name is free again (but not past an engine that is down); otherwise the first
+        failure is raised and the row stays.
+        Once the late work is saved the record says so (`removing_files`): a daemon that
+        finishes the delete after a crash goes straight to the removal. Returns what the
+        late sync saved (ref, agent branches)."""
+        saved: tuple[str | None, list[str]] = (None, [])
+        backend = self._backend(session)
+        self.consoles.forget(session.name)
+        only_at = session.base_commit if creating else None
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("container", lambda: backend.remove(self._container_name(session))),
+            ("files", lambda: self._remove_files(session, only_at)),
+        ]
+        for what, step in steps:
+            try:
+                await blocking(step)
+            except Exception as exc:
+                # With the engine down the row stays, so the container is not forgotten:
+                # start-up or the periodic reconcile undoes it once the engine answers.
+                if not creating or isinstance(exc, BackendUnavailable):
+                    raise
+                log.exception("undoing %s: could not remove its %s", session.name, what)
+            if what == "container" and not creating and not session.removing_files:
+                saved = await self._save_late_work(session)
+                session.removing_files = True
+                self._save(session)
+        self.store.delete_session(session.id)
+        self.gitsync.forget(session.id)
+        self.directory.unregister(session)
+        self.proxy.close_session(session.name)
+        return saved
+
+    def _remove_files(self, session: Session, only_at: str | None = None) -> None:
+        """The worktree, the branch (with `only_at`: only while it points there), the
+        session's files and uploads. Blocking."""
         repo = Path(session.repo)
         if repo.is_dir():
             self._remove_worktree(session)
-            git.delete_branch(repo, session.branch)
+            git.delete_branch(repo, session.branch, only_at=only_at)
         else:
             git.remove_tree(Path(session.worktree))
         git.remove_tree(self.paths.session_dir(session.name))

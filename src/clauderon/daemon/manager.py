@@ -16,14 +16,16 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..backends import ContainerState
 from ..errors import Conflict, InvalidInput
 from ..models import SessionStatus
+from ..terminal import DETACH_HUMAN
 from .auth import new_token
 from .blocking import blocking, iterate_in_thread
 from .console import Console
 from .core import NamedLocks
 from .landing import Landing
-from .lifecycle import Rollback, git_identity
+from .lifecycle import git_identity
 from .recovery import RECONCILE_BACKOFF, WORKTREE_MISSING, Recovery, reconcile_due
 from .syncing import SYNC_INTERVAL
 from .validation import MAX_PROMPT_BYTES
@@ -37,7 +39,6 @@ __all__ = [
     "SYNC_INTERVAL",
     "WORKTREE_MISSING",
     "NamedLocks",
-    "Rollback",
     "SessionManager",
     "git_identity",
     "reconcile_due",
@@ -57,13 +58,13 @@ class SessionManager(Recovery, Views, Landing):
             raise Conflict(
                 f"session {name!r} is {session.status.value}: `clauderon start {name}` first"
             )
-        status = await blocking(self.backend.inspect, session.container)
-        if status is None or status.state != "running":
+        status = await blocking(self._backend(session).inspect, session.container)
+        if status is None or status.state != ContainerState.RUNNING:
             raise Conflict(
                 f"the agent of {name!r} is not running (its container is "
                 f"{status.state if status else 'missing'})"
             )
-        return await self.consoles.open(name, session.container)
+        return await self.consoles.open(name, session.container, self._backend(session))
 
     async def send(self, name: str, text: str) -> None:
         if not text.strip():
@@ -94,28 +95,24 @@ class SessionManager(Recovery, Views, Landing):
             raise Conflict(f"session {name!r} is archived: `clauderon unarchive {name}` first")
         if not session.container:
             raise Conflict(f"session {name!r} has no container")
-        status = await blocking(self.backend.inspect, session.container)
+        status = await blocking(self._backend(session).inspect, session.container)
         if status is None:
             raise Conflict(f"the container of {name!r} is missing: run `clauderon start {name}`")
-        if status.state != "running":
+        if status.state != ContainerState.RUNNING:
             if session.print_mode:
                 raise Conflict(
                     f"session {name!r} ran once in print mode and has exited: see "
                     f"`clauderon logs {name}`"
                 )
-            await blocking(self.backend.start, session.container)
-        return {
-            "command": self.backend.attach_command(session.container),
-            "detach_keys": self.backend.detach_keys,
-            "container": session.container,
-        }
+            await blocking(self._backend(session).start, session.container)
+        return {"detach_keys": DETACH_HUMAN, "container": session.container}
 
     async def logs(self, name: str, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
         session = self._get(name)
         if not session.container:
             raise Conflict(f"session {name!r} has no container (it is {session.status.value})")
-        if await blocking(self.backend.inspect, session.container) is None:
+        if await blocking(self._backend(session).inspect, session.container) is None:
             raise Conflict(f"the container of {name!r} is missing")
-        iterator = await blocking(self.backend.logs, session.container, follow, tail)
+        iterator = await blocking(self._backend(session).logs, session.container, follow, tail)
         async for chunk in iterate_in_thread(iterator):
             yield chunk

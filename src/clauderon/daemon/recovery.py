@@ -10,10 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import git
-from ..backends import ContainerStatus, Progress
+from ..backends import Backend, CacheVolume, ContainerState, ContainerStatus, Progress
 from ..container import cache_volumes
-from ..errors import ClauderonError, DockerUnavailable
+from ..errors import BackendUnavailable, ClauderonError
 from ..models import Session, SessionStatus, utcnow
 from .blocking import blocking
 from .lifecycle import Lifecycle
@@ -58,7 +57,8 @@ class Recovery(Lifecycle):
             "orphan_worktrees": [],
             "rolled_back": [],
         }
-        containers = await blocking(self.backend.inspect_all, self._labels())
+        everywhere = await self._inspect_everywhere(self._labels())
+        containers = {name: c for name, (_, c) in everywhere.items()}
         sessions = self.store.list_sessions()
         by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
         owned = set()
@@ -77,7 +77,7 @@ class Recovery(Lifecycle):
             if name not in owned and "clauderon.role" not in found.labels:  # (probes: ours)
                 report["orphan_containers"].append(name)
                 if remove_orphans:
-                    await blocking(self.backend.remove, name)
+                    await blocking(everywhere[name][0].remove, name)
                     report["removed_orphans"].append(name)
         known = {Path(s.worktree).name for s in sessions}
         if self.paths.worktrees.is_dir():
@@ -113,7 +113,7 @@ class Recovery(Lifecycle):
         if (
             found is not None
             and session.status == SessionStatus.RUNNING
-            and found.state in ("exited", "dead", "created")
+            and found.state in (ContainerState.EXITED, ContainerState.DEAD, ContainerState.CREATED)
             and not session.print_mode
             and session.container == found.name
         ):  # the agent died unasked (`docker kill`, OOM): the engine will not restart it
@@ -124,10 +124,10 @@ class Recovery(Lifecycle):
             SessionStatus.STOPPED,
         ):
             if session.container != found.name or (
-                session.status == SessionStatus.STOPPED and found.state == "running"
+                session.status == SessionStatus.STOPPED and found.state == ContainerState.RUNNING
             ):  # its container lives on: take it back
                 session.container = found.name
-                if found.state == "running":
+                if found.state == ContainerState.RUNNING:
                     session.status = SessionStatus.RUNNING
                 self._save(session, "session_adopted")
                 report["adopted"].append(session.name)
@@ -156,7 +156,7 @@ class Recovery(Lifecycle):
                 return
         try:
             if restart and session.container:
-                await blocking(self.backend.start, session.container)
+                await blocking(self._backend(session).start, session.container)
             else:
                 await self._recreate(session, progress)
             session.reconcile_attempts, session.last_reconcile_at = 0, None
@@ -230,7 +230,7 @@ class Recovery(Lifecycle):
                 await self._rollback_stale_creation(session)
             elif session.status == SessionStatus.DELETING:
                 await self._finish_delete(session)
-        except DockerUnavailable as exc:
+        except BackendUnavailable as exc:
             log.warning(
                 "%s: left %s until the engine answers (%s)",
                 session.name,
@@ -250,11 +250,9 @@ class Recovery(Lifecycle):
         """Image probes of a daemon that was killed mid-probe (the engine does not remove
         them by itself)."""
         try:
-            probes = await blocking(
-                self.backend.inspect_all, {**self._labels(), "clauderon.role": "probe"}
-            )
-            for name in probes:
-                await blocking(self.backend.remove, name)
+            probes = await self._inspect_everywhere({**self._labels(), "clauderon.role": "probe"})
+            for name, (backend, _) in probes.items():
+                await blocking(backend.remove, name)
         except ClauderonError as exc:  # the engine is down: the next start tries again
             log.info("leftover image probes not checked: %s", exc.message)
 
@@ -262,38 +260,31 @@ class Recovery(Lifecycle):
         """A delete the previous daemon did not finish. Its work was secured before it was
         marked deleting, but the agent may have committed since: stop it and save again."""
         log.info("finishing interrupted delete of %s", session.name)
-        name = self._container_name(session)
-        await blocking(self.backend.stop, name)
-        await self._sync_locked(session, force=True)
-        await blocking(self._secure_work, session, True)
-        await blocking(self.backend.remove, name)
-        await self._save_late_work(session)
-        await blocking(self._remove_files, session)
-        self.store.delete_session(session.id)
+        if not session.removing_files:  # else the work is saved and the removal began
+            await blocking(self._backend(session).stop, self._container_name(session))
+            await self._sync_locked(session, force=True)
+            await blocking(self._secure_work, session, True)
+        await self._teardown(session)
 
     async def _rollback_stale_creation(self, session: Session) -> None:
-        await blocking(self.backend.remove, self._container_name(session))
-        repo = Path(session.repo)
-        if repo.is_dir():
-            await blocking(self._remove_worktree, session)
-            await blocking(git.delete_branch, repo, session.branch, session.base_commit)
-        git.remove_tree(self.paths.session_dir(session.name))
-        git.remove_tree(self.paths.uploads / session.id)
-        self.store.delete_session(session.id)
-        self.directory.unregister(session)
+        """A creation a previous daemon did not finish (or reconcile found unlocked)."""
+        await self._teardown(session, creating=True)
 
     async def _migrate_legacy_containers(self) -> None:
         """Containers made by clauderon before 0.2 sat on a per-home network with the proxy
         on its gateway, which is gone: recreate them with no network (a stopped one is
-        removed and comes back from its record on `start`)."""
+        removed and comes back from its record on `start`). Only Docker had those."""
         containers = await blocking(self.backend.inspect_all, self._labels())
         by_id = {c.labels.get("clauderon.session-id"): c for c in containers.values()}
-        for session in self.store.list_sessions():
-            found = by_id.get(session.id)
+        for snapshot in self.store.list_sessions():
+            found = by_id.get(snapshot.id)
             if found is None or found.isolated:
                 continue
-            log.info("moving %s to a container with no network", session.name)
-            async with self._lock(session.name):
+            log.info("moving %s to a container with no network", snapshot.name)
+            async with self._lock(snapshot.name):  # lock, read again, change, save
+                session = self.store.get_session(snapshot.id)
+                if session is None:
+                    continue
                 await blocking(self.backend.remove, found.name)
                 if session.status == SessionStatus.RUNNING:
                     try:
@@ -304,7 +295,12 @@ class Recovery(Lifecycle):
         await blocking(self.backend.remove_legacy_network)
 
     async def cache_report(self) -> list[dict[str, Any]]:
-        volumes = await blocking(self.backend.cache_volumes, list(cache_volumes(self.uid)))
+        names = list(cache_volumes(self.uid))
+        volumes = [
+            volume
+            for backend in self._backends_in_use()
+            for volume in await blocking(backend.cache_volumes, names)
+        ]
         sessions_by_container = {
             self._container_name(s): s.name for s in self.store.list_sessions()
         }
@@ -320,16 +316,31 @@ class Recovery(Lifecycle):
 
     async def clean_cache(self) -> dict[str, Any]:
         """Remove every cache volume that no container uses; say which were kept and why."""
-        removed, kept = [], []
-        containers = await blocking(self.backend.inspect_all, {"clauderon.managed": "true"})
+        removed: list[str] = []
+        kept: list[dict[str, str]] = []
         names = list(cache_volumes(self.uid))
-        for volume in await blocking(self.backend.cache_volumes, names):
+        for backend in self._backends_in_use():
+            containers = await blocking(backend.inspect_all, {"clauderon.managed": "true"})
+            volumes = await blocking(backend.cache_volumes, names)
+            await blocking(self._clean_volumes, backend, containers, volumes, removed, kept)
+        return {"removed": removed, "kept": kept}
+
+    def _clean_volumes(
+        self,
+        backend: Backend,
+        containers: dict[str, ContainerStatus],
+        volumes: list[CacheVolume],
+        removed: list[str],
+        kept: list[dict[str, str]],
+    ) -> None:
+        """Blocking: one backend's part of `clean_cache`."""
+        for volume in volumes:
             if not volume.exists:
                 continue
             running = [
                 c
                 for c in volume.used_by
-                if containers.get(c, None) and containers[c].state == "running"
+                if (found := containers.get(c)) and found.state == ContainerState.RUNNING
             ]
             if volume.used_by:
                 why = (
@@ -339,6 +350,5 @@ class Recovery(Lifecycle):
                 )
                 kept.append({"name": volume.name, "reason": why + ", ".join(volume.used_by)})
                 continue
-            await blocking(self.backend.remove_volume, volume.name)
+            backend.remove_volume(volume.name)
             removed.append(volume.name)
-        return {"removed": removed, "kept": kept}

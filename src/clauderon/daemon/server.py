@@ -14,7 +14,7 @@ from typing import IO
 
 import uvicorn
 
-from ..backends.docker import DockerBackend
+from ..backends import Backends
 from ..config import load_config
 from ..errors import ClauderonError
 from ..paths import Paths
@@ -146,14 +146,14 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     config = load_config(paths.config)
     ca_cert, confdir = ensure_ca(paths.home)
     store = Store(paths.db)
-    backend = DockerBackend(paths.instance)
+    backends = Backends.for_home(paths.instance)
     directory = ProxySessions()
     policy = Policy.from_config(config.proxy)
     credentials = CredentialStore(paths.secrets, policy.credential_names())
     audit = AuditLog(paths.audit_log)
     proxy = CredentialProxy(config.proxy, confdir, credentials, directory, audit)
     manager = SessionManager(
-        paths, store, backend, EventBus(), proxy, directory, ca_cert, github=config.github
+        paths, store, backends, EventBus(), proxy, directory, ca_cert, github=config.github
     )
     server: uvicorn.Server | None = None
 

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ..backends import ContainerStatus
+from ..backends import ContainerState, ContainerStatus
 from ..models import AgentStatus, SessionStatus
 
 # Exit codes of an agent that was stopped rather than one that failed.
@@ -68,10 +68,10 @@ def effective_status(
         return AgentStatus.UNKNOWN if lifecycle != SessionStatus.ARCHIVED else AgentStatus.EXITED
     if container is None:
         return AgentStatus.UNKNOWN
-    if container.state in ("exited", "dead"):
+    if container.state.ended:
         code = container.exit_code
         return AgentStatus.EXITED if code in CLEAN_EXITS else AgentStatus.ERROR
-    if container.state != "running":
+    if container.state != ContainerState.RUNNING:
         return AgentStatus.UNKNOWN  # created, restarting, paused
     if model_calls > 0:
         return AgentStatus.WORKING
@@ -163,7 +163,7 @@ def status_reason(
     """The status a user should see, and why when it is an error they must act on: an
     agent that cannot call its model (no credential; the model API refused it; egress
     denies the model host) waits for nothing, whatever its last report said."""
-    if container is None or container.state != "running":
+    if container is None or container.state != ContainerState.RUNNING:
         if status == AgentStatus.ERROR and container is not None:
             return status, f"the agent exited with code {container.exit_code}"
         return status, None

@@ -21,7 +21,6 @@ from ..limits import parse_cpu_limit, parse_memory_limit
 from ..models import (
     DEFAULT_IMAGE,
     AccessMode,
-    BackendKind,
     CreateSessionRequest,
     Egress,
     PullPolicy,
@@ -43,12 +42,7 @@ class Validation(ProxyControl):
 
     def _validate(self, req: CreateSessionRequest) -> tuple[Session, git.RepoInfo, Agent]:
         """Everything that can be checked without changing anything."""
-        try:
-            BackendKind(req.backend)
-        except ValueError:
-            raise InvalidInput(
-                f"unknown backend {req.backend!r}: the available backend is 'docker'"
-            ) from None
+        backend = self.backends.get(self.backends.check_kind(req.backend))
         agent = get_agent(req.agent)
         try:
             pull_policy = PullPolicy(req.pull_policy)
@@ -89,7 +83,7 @@ class Validation(ProxyControl):
             ) from None
         cpu = parse_cpu_limit(req.cpu_limit, os.cpu_count()) if req.cpu_limit else None
         memory = parse_memory_limit(req.memory_limit) if req.memory_limit else None
-        image = self.backend.validate_image(req.image or DEFAULT_IMAGE)
+        image = backend.validate_image(req.image or DEFAULT_IMAGE)
         if req.model is not None and (not req.model.strip() or _CONTROL_RE.search(req.model)):
             raise InvalidInput(f"invalid --model {req.model!r}")
         version = req.agent_version or agent.default_version
@@ -114,6 +108,7 @@ class Validation(ProxyControl):
             id=str(uuid.uuid4()),
             name=name,
             status=SessionStatus.CREATING,
+            backend=backend.kind,
             agent=agent.kind,
             agent_version=version,
             model=req.model,

@@ -8,7 +8,7 @@ import builtins
 import logging
 from pathlib import Path
 
-from ..backends import ContainerStatus
+from ..backends import ContainerState, ContainerStatus
 from ..errors import ClauderonError
 from ..gitsync import SyncState
 from ..models import AgentKind, AgentStatus, Session, SessionStatus, SessionView
@@ -45,15 +45,15 @@ class Views(ProxyControl, Syncing):
                 for c in sync.conflicts
             ]
         if containers is None:
-            view.container_state = "unknown"
+            view.container_state = ContainerState.UNKNOWN.value
         elif session.container:
-            view.container_state = status.state if status else "missing"
+            view.container_state = (status.state if status else ContainerState.MISSING).value
             view.exit_code = status.exit_code if status else None
         view.state = session.status.value
         if session.status == SessionStatus.RUNNING and containers is not None:
-            view.state = status.state if status else "missing"
-        elif session.status == SessionStatus.STOPPED and status and status.state == "running":
-            view.state = "running"  # started behind clauderon's back
+            view.state = (status.state if status else ContainerState.MISSING).value
+        elif session.status == SessionStatus.STOPPED and status and status.running:
+            view.state = ContainerState.RUNNING.value  # started behind clauderon's back
         if containers is not None:
             calls = self.directory.model_calls_in_flight(session.name)
             view.agent_status = effective_status(
@@ -72,14 +72,15 @@ class Views(ProxyControl, Syncing):
         """The view of a session whose container was just started (no engine round trip)."""
         assert session.container is not None
         return self.view(
-            session, {session.container: ContainerStatus(session.container, "running")}
+            session, {session.container: ContainerStatus(session.container, ContainerState.RUNNING)}
         )
 
     async def _containers(self) -> dict[str, ContainerStatus] | None:
         try:
-            return await blocking(self.backend.inspect_all, self._labels())
+            everywhere = await self._inspect_everywhere(self._labels())
         except ClauderonError:
             return None  # the engine is down: still list what the store knows
+        return {name: status for name, (_, status) in everywhere.items()}
 
     async def list(self, include_archived: bool = False) -> builtins.list[SessionView]:
         containers = await self._containers()
