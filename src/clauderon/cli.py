@@ -582,6 +582,16 @@ def set_access_mode(
     echo(f"{name} is now {mode}.")
 
 
+# `allow` and `disallow` take the same scope.
+SESSION_SCOPE = typer.Option(
+    None,
+    "--session",
+    "-s",
+    help="Only this session (default: every session).",
+    autocompletion=complete_session_name,
+)
+
+
 def _allow_change(host: str | None, session: str | None, allow: bool) -> None:
     if not host:
         raise ClauderonError("name a host (e.g. example.com, *.example.com or host:8443)")
@@ -594,13 +604,7 @@ def _allow_change(host: str | None, session: str | None, allow: bool) -> None:
 @app.command()
 def allow(
     host: str | None = typer.Argument(None, help="host, *.domain or host:port", show_default=False),
-    session: str | None = typer.Option(
-        None,
-        "--session",
-        "-s",
-        help="Only this session (default: every session).",
-        autocompletion=complete_session_name,
-    ),
+    session: str | None = SESSION_SCOPE,
     show: bool = typer.Option(False, "--list", help="Show what decides egress."),
     as_json: bool = typer.Option(False, "--json", help="With --list: print JSON."),
 ) -> None:
@@ -624,13 +628,7 @@ def allow(
 @app.command()
 def disallow(
     host: str | None = typer.Argument(None, help="host, *.domain or host:port", show_default=False),
-    session: str | None = typer.Option(
-        None,
-        "--session",
-        "-s",
-        help="Only this session (default: every session).",
-        autocompletion=complete_session_name,
-    ),
+    session: str | None = SESSION_SCOPE,
 ) -> None:
     """Refuse a host to sessions from their next request (takes back an `allow`)."""
     _allow_change(host, session, False)
