@@ -192,7 +192,7 @@ def _npm_check() -> Check:
 
 def web_assets_check(vendor: Path | None = None) -> Check:
     """The web UI's xterm.js in the package: there, complete, and the pinned versions."""
-    from .web import assets
+    from .web import FETCH_COMMAND, assets
 
     target = vendor or assets.VENDOR
     problem = assets.problem(target)
@@ -202,7 +202,7 @@ def web_assets_check(vendor: Path | None = None) -> Check:
         f"{', '.join(assets.PACKAGES)} present"
         if problem is None
         else f"xterm.js {problem}: `clauderon web` cannot serve its terminal",
-        "clauderon web --fetch-assets (needs npm)",
+        f"{FETCH_COMMAND} (needs npm)",
         warning=True,
     )
 
