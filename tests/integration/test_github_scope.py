@@ -67,6 +67,21 @@ def test_github_api_writes_are_scoped_to_the_session_branch(clauderon, repo, fak
         ), answer
         assert "documentation_url" in answer
 
+    # A body the proxy cannot bound before reading it: no length (streamed from stdin),
+    # or over 1 MiB (the connection is closed unanswered). Neither reaches GitHub.
+    query = shlex.quote(json.dumps({"query": "{ viewer { login } }"}))
+    _code, out = exec_in(
+        container,
+        f"echo {query} | curl -sS -m 20 -X POST -T - -w '\\n%{{http_code}}' {API}/graphql 2>&1",
+    )
+    assert out.rstrip().endswith("403") and "Content-Length" in out, out
+    code, out = exec_in(
+        container,
+        "head -c 1100000 /dev/zero | tr '\\0' ' ' | curl -sS -m 20 -X POST "
+        f"-H 'content-type: application/json' --data-binary @- -w '%{{http_code}}' {API}/graphql",
+    )
+    assert code != 0 and not out.endswith("200"), out  # HTTP/2: the stream is reset
+
     allowed = [
         ("POST", "/repos/owner/repo/pulls", {"title": "t", "head": branch, "base": "main"}),
         ("POST", "/repos/owner/repo/issues", {"title": "found a bug"}),
@@ -85,4 +100,4 @@ def test_github_api_writes_are_scoped_to_the_session_branch(clauderon, repo, fak
         for line in clauderon.run("audit", name, "--json", "-n", "1000").stdout.splitlines()
     ]
     denied = [(e["method"], e["path"]) for e in entries if e["decision"] == "denied:github-api"]
-    assert sorted(denied) == sorted((m, p) for m, p, _ in refused)
+    assert sorted(denied) == sorted([(m, p) for m, p, _ in refused] + [("POST", "/graphql")] * 2)
