@@ -32,7 +32,7 @@ API_HOST = "api.github.com"
 MAX_BODY = 1024 * 1024  # a write's body is read whole, up to this; larger ones are refused
 MAX_TOKENS = 50_000
 MAX_DEPTH = 64
-DOCUMENTATION_URL = "https://docs.github.com/rest/overview/permissions-required-for-fine-grained-personal-access-tokens"
+DOCUMENTATION_URL = "https://docs.github.com/rest"  # the field GitHub's errors carry
 # Headers some frameworks read as the real method: a GET could be run as a DELETE.
 METHOD_OVERRIDES = ("x-http-method-override", "x-http-method", "x-method-override")
 
