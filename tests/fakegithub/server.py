@@ -118,6 +118,10 @@ class FakeGitHub:
 
             do_GET = _handle
             do_POST = _handle
+            # Recorded (then 404): what reached "GitHub" is what a test checks.
+            do_PATCH = _handle
+            do_PUT = _handle
+            do_DELETE = _handle
 
         self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

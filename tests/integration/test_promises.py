@@ -245,8 +245,8 @@ def test_egress_off_open_and_read_only_at_create(clauderon, repo, upstream):
     container = clauderon.container(opened)
     _code, out = curl(container, "https://unlisted.example/probe/open-unlisted")
     assert "ok GET /probe/open-unlisted" in out
-    _code, out = curl(container, "-X POST https://api.github.com/probe/open-write")
-    assert "ok POST /probe/open-write" in out
+    _code, out = curl(container, "-X POST https://api.github.com/repos/o/r/issues")
+    assert "ok POST /repos/o/r/issues" in out
     entries = [
         json.loads(line)
         for line in clauderon.run("audit", "--json", "-n", "500").stdout.splitlines()

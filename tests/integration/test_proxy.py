@@ -170,7 +170,7 @@ def test_egress_is_only_through_the_proxy(session, upstream, clauderon):
 def test_read_only_mode_switches_live(session, upstream, clauderon):
     created, container = session
     name = created["name"]
-    write = '-o /dev/null -w "%{http_code}" -X POST https://api.github.com/probe/write'
+    write = '-o /dev/null -w "%{http_code}" -X POST https://api.github.com/repos/o/r/issues'
     assert curl(container, write)[1].strip().endswith("200")
     clauderon.run("set-access-mode", name, "read-only")
     code, out = curl(container, write)

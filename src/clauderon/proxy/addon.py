@@ -25,6 +25,10 @@ from mitmproxy.proxy import server_hooks
 
 from .audit import AuditLog
 from .credentials import CredentialStore, PostJSON
+from .githubscope import MAX_BODY as GITHUB_MAX_BODY
+from .githubscope import is_github_api, needs_body
+from .githubscope import message as github_message
+from .githubscope import refusal as github_refusal
 from .policy import (
     CREDENTIAL_HEADERS,
     WEB_PORTS,
@@ -274,6 +278,12 @@ class SessionProxy:
             gate = self._push_gate(flow, policy)
             if gate is None:
                 return
+        buffered = False
+        if is_github_api(host):
+            decided = self._github_headers(flow, policy)
+            if decided is None:
+                return
+            buffered = decided
         if not await self._inject(flow, policy, host):
             return
         if self._local_target(host, port):
@@ -282,7 +292,8 @@ class SessionProxy:
         upstream = self.policy.upstream_for(host)
         if upstream:
             self._redirect(flow, upstream)
-        request.stream = gate or True
+        # A GitHub API request decided on its body is read whole first (bounded above).
+        request.stream = False if buffered else gate or True
         if is_model_call(host, request.method, flow.metadata[META]["path"]):
             flow.metadata[META]["model_call"] = policy
             self.directory.model_calls(policy, +1)
@@ -319,6 +330,67 @@ class SessionProxy:
         request.headers.pop("content-length", None)
         request.headers["transfer-encoding"] = "chunked"
         return PushGate(decide)
+
+    def _github_headers(self, flow: http.HTTPFlow, policy: SessionPolicy) -> bool | None:
+        """api.github.com: with the injected token a session may change only its own
+        branch (githubscope.py). Decided now when the headers are enough (True: the body
+        is needed, decided in `request` once read whole), None when refused."""
+        request = flow.request
+        path, _, query = request.path.partition("?")
+        names = [name.lower() for name in request.headers]
+        if not needs_body(request.method, path):
+            reason = github_refusal(request.method, path, query, None, policy.branch, names)
+            if reason is not None:
+                self._refuse_github(flow, policy, reason)
+                return None
+            return False
+        headers = request.headers
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        length = headers.get("content-length")
+        empty = request.http_version.startswith("HTTP/1") and "transfer-encoding" not in headers
+        if length is not None and length.isdigit() and int(length) > GITHUB_MAX_BODY:
+            # Answering would mean reading the body first: close the connection instead.
+            self._audit(flow, 413, "denied:github-api", reason="the body is over 1 MiB")
+            flow.kill()  # type: ignore[no-untyped-call]  # mitmproxy's API is untyped
+            return None
+        if encoding not in ("", "identity"):
+            self._refuse_github(flow, policy, f"a {encoding}-encoded body cannot be checked")
+            return None
+        if (length is None and not empty) or (length is not None and not length.isdigit()):
+            self._refuse_github(flow, policy, "a write must give its Content-Length")
+            return None
+        flow.metadata[META]["github"] = {
+            "policy": policy,
+            "path": path,
+            "query": query,
+            "headers": names,
+        }
+        return True
+
+    def _github_body(self, flow: http.HTTPFlow) -> None:
+        github = flow.metadata[META].pop("github")
+        policy = github["policy"]
+        body = flow.request.raw_content or b""
+        reason = github_refusal(
+            flow.request.method,
+            github["path"],
+            github["query"],
+            body,
+            policy.branch,
+            github["headers"],
+        )
+        if reason is not None:
+            self._refuse_github(flow, policy, reason)
+
+    def _refuse_github(self, flow: http.HTTPFlow, policy: SessionPolicy, reason: str) -> None:
+        """403 in GitHub's error shape, so `gh` and agents print the reason."""
+        path = flow.metadata[META]["path"]
+        flow.response = http.Response.make(
+            403,
+            github_message(policy.name, policy.branch, flow.request.method, path, reason),
+            {"content-type": "application/json; charset=utf-8", "x-clauderon-denied": "github-api"},
+        )
+        self._audit(flow, 403, "denied:github-api", reason=reason)
 
     def _push_answer(self, flow: http.HTTPFlow, push: dict[str, Any]) -> None:
         """Answer a refused push as receive-pack declines one (git prints each ref's
@@ -383,6 +455,9 @@ class SessionProxy:
 
     def request(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata.get(META) or {}
+        if "github" in meta and flow.response is None:
+            self._github_body(flow)
+            return
         policy = meta.get("hook")
         if policy is None:
             return
