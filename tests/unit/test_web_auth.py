@@ -4,7 +4,9 @@ token and origin rule, decided on ASGI scopes."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+from typing import Any
 
 import pytest
 
@@ -157,6 +159,13 @@ async def _run(gate: TokenGate, s: dict) -> tuple[asyncio.Task, list[dict]]:
     return task, sent
 
 
+def run_async(coro: Any) -> None:
+    """`asyncio.run` in a thread of its own: also when this thread has a loop running
+    (Playwright's sync API keeps one in the browser tests of the same run)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
 def _websocket(cookie: str) -> dict:
     return scope("websocket", path="/ws/events", cookie=cookie, origin=f"http://{HOST}")
 
@@ -181,7 +190,7 @@ def test_logout_closes_the_sessions_websockets_but_answers_itself(tmp_path):
         untouched.cancel()
         store.close()
 
-    asyncio.run(main())
+    run_async(main())
 
 
 def test_an_expired_sessions_websockets_are_closed(tmp_path):
@@ -197,7 +206,7 @@ def test_an_expired_sessions_websockets_are_closed(tmp_path):
         assert sent[-1] == {"type": "websocket.close", "code": 4401}
         store.close()
 
-    asyncio.run(main())
+    run_async(main())
 
 
 def test_only_the_login_path_goes_without_a_credential(setup):
