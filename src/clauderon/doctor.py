@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .forwarder import INSTALL_FIX, binary_path, compiler
@@ -189,6 +190,23 @@ def _npm_check() -> Check:
     )
 
 
+def web_assets_check(vendor: Path | None = None) -> Check:
+    """The web UI's xterm.js in the package: there, complete, and the pinned versions."""
+    from .web import FETCH_COMMAND, assets
+
+    target = vendor or assets.VENDOR
+    problem = assets.problem(target)
+    return Check(
+        "web ui",
+        problem is None,
+        f"{', '.join(assets.PACKAGES)} present"
+        if problem is None
+        else f"xterm.js {problem}: `clauderon web` cannot serve its terminal",
+        f"{FETCH_COMMAND} (needs npm)",
+        warning=True,
+    )
+
+
 def _python_check() -> Check:
     version = ".".join(str(v) for v in sys.version_info[:3])
     return Check("python", True, f"{version} ({sys.executable})")
@@ -247,5 +265,6 @@ def run_checks() -> list[Check]:
             ),
         ),
         _guarded("npm", _npm_check),
+        _guarded("web ui", web_assets_check),
     ]
     return checks

@@ -111,3 +111,28 @@ def test_doctor_without_a_compiler_says_create_will_refuse(tmp_path: Path) -> No
     mark, detail, fix = found["forwarder"]
     assert mark == "FAIL" and "no C compiler" in detail
     assert fix == "sudo apt-get install gcc libc6-dev"
+
+
+def test_doctor_checks_the_web_uis_assets(tmp_path: Path) -> None:
+    from clauderon.doctor import web_assets_check
+    from clauderon.web.assets import STAMP, VENDOR
+
+    result = doctor(tmp_path / "home", DOCKER_HOST="unix:///x")
+    no_traceback(result)
+    mark, detail, _fix = checks(result.stdout)["web ui"]
+    assert mark == "ok" and "xterm" in detail  # scripts/test.sh and install.sh fetch them
+    # Missing, incomplete, or from other versions than the pinned ones: say how to fetch.
+    vendor = tmp_path / "vendor"
+    for problem in ("missing", "incomplete", "other versions"):
+        shutil.rmtree(vendor, ignore_errors=True)
+        if problem != "missing":
+            shutil.copytree(VENDOR, vendor)
+        if problem == "incomplete":
+            (vendor / "xterm.mjs").unlink()
+        if problem == "other versions":
+            (vendor / STAMP).write_text("@xterm/xterm@5.0.0 sha512-an-older-one\n")
+        check = web_assets_check(vendor)
+        assert not check.ok and check.warning, problem
+        assert problem in check.detail
+        assert "clauderon web --fetch-assets" in check.fix
+    assert web_assets_check(VENDOR).ok

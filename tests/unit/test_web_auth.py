@@ -3,13 +3,17 @@ token and origin rule, decided on ASGI scopes."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+from typing import Any
 
 import pytest
 
 from clauderon.daemon.auth import (
     SESSION_COOKIE,
     BearerToken,
+    OpenConnections,
     RedactTokens,
     Refusal,
     TokenGate,
@@ -114,6 +118,95 @@ def test_revoked_or_expired_sessions_are_refused(setup):
     cookie, _csrf = logged_in(sessions)
     clock.now += sessions.SESSION_TTL + 1
     assert verdict(gate, scope(cookie=cookie)) == "unauthorized"
+
+
+def _cookie_gate(tmp_path, clock: Clock):
+    """A gate whose app holds WebSockets open until ended and answers `POST /logout` by
+    revoking the caller's web session (as the daemon's logout does)."""
+    store = Store(tmp_path / "gate.sqlite")
+    connections = OpenConnections()
+    sessions = WebSessions(clock, connections)
+
+    async def app(s, receive, send):
+        if s["type"] == "websocket":
+            await send({"type": "websocket.accept"})
+            await asyncio.Event().wait()
+        session = sessions.session(s)
+        assert session is not None
+        sessions.revoke(session.id)
+        await asyncio.sleep(0.05)  # the endings scheduled by revoke run meanwhile
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"logged out"})
+
+    return TokenGate(app, store, connections, credentials=[sessions]), sessions, store
+
+
+async def _run(gate: TokenGate, s: dict) -> tuple[asyncio.Task, list[dict]]:
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        await asyncio.Event().wait()
+        return {}
+
+    task = asyncio.ensure_future(gate(s, receive, send))
+    for _ in range(100):
+        if sent:
+            break
+        await asyncio.sleep(0.01)
+    return task, sent
+
+
+def run_async(coro: Any) -> None:
+    """`asyncio.run` in a thread of its own: also when this thread has a loop running
+    (Playwright's sync API keeps one in the browser tests of the same run)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
+def _websocket(cookie: str) -> dict:
+    return scope("websocket", path="/ws/events", cookie=cookie, origin=f"http://{HOST}")
+
+
+def test_logout_closes_the_sessions_websockets_but_answers_itself(tmp_path):
+    async def main() -> None:
+        gate, sessions, store = _cookie_gate(tmp_path, Clock())
+        cookie, csrf = logged_in(sessions)
+        other, _csrf = logged_in(sessions)
+        events, events_sent = await _run(gate, _websocket(cookie))
+        console, console_sent = await _run(gate, _websocket(cookie))
+        untouched, untouched_sent = await _run(gate, _websocket(other))
+        logout, logout_sent = await _run(
+            gate, scope(method="POST", path="/logout", cookie=cookie, x_csrf_token=csrf)
+        )
+        await asyncio.wait_for(asyncio.gather(events, console, logout), 10)
+        for sent in (events_sent, console_sent):
+            assert sent[-1] == {"type": "websocket.close", "code": 4401}
+        assert [m.get("status") for m in logout_sent][:1] == [200]  # it still answered
+        assert logout_sent[-1]["body"] == b"logged out"
+        assert not untouched.done() and untouched_sent == [{"type": "websocket.accept"}]
+        untouched.cancel()
+        store.close()
+
+    run_async(main())
+
+
+def test_an_expired_sessions_websockets_are_closed(tmp_path):
+    async def main() -> None:
+        clock = Clock()
+        gate, sessions, store = _cookie_gate(tmp_path, clock)
+        cookie, _csrf = logged_in(sessions)
+        events, sent = await _run(gate, _websocket(cookie))
+        assert sessions.expire() == 0 and not events.done()
+        clock.now += sessions.SESSION_TTL + 1
+        assert sessions.expire() == 1
+        await asyncio.wait_for(events, 10)
+        assert sent[-1] == {"type": "websocket.close", "code": 4401}
+        store.close()
+
+    run_async(main())
 
 
 def test_only_the_login_path_goes_without_a_credential(setup):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.fakeapi import FakeModelAPI, Text
+from tests.fakegithub import FakeGitHub
 from tests.integration.conftest import (  # noqa: F401 (docker_client is a fixture)
     AGENTS_IMAGE,
     Clauderon,
@@ -28,6 +29,7 @@ from tests.integration.conftest import (  # noqa: F401 (docker_client is a fixtu
 from tests.tui.conftest import make_repo
 
 KEY = "sk-ant-api03-web-test-key-0123456789abcdef"
+GITHUB_TOKEN = "ghp_fake-token-for-web-tests"
 CHROMIUM = os.environ.get("CLAUDERON_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -56,6 +58,7 @@ class Web:
     api: FakeModelAPI
     repo: Path
     port: int
+    github: FakeGitHub
 
     @property
     def base(self) -> str:
@@ -94,14 +97,20 @@ def web(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[Web
     base = tmp_path_factory.mktemp("web")
     clauderon = Clauderon(base / "home", docker_client)
     try:
-        with FakeModelAPI([Text("Done.")], required_key=KEY) as api:
+        with (
+            FakeModelAPI([Text("Done.")], required_key=KEY) as api,
+            FakeGitHub(token=GITHUB_TOKEN) as github,
+        ):
             clauderon.configure(
-                f'[proxy.upstreams]\n"api.anthropic.com" = "{api.url}"\n', ANTHROPIC_API_KEY=KEY
+                f'[proxy.upstreams]\n"api.anthropic.com" = "{api.url}"\n'
+                f'[github]\napi_url = "{github.url}"\n',
+                ANTHROPIC_API_KEY=KEY,
+                GITHUB_TOKEN=GITHUB_TOKEN,
             )
             repo = make_repo(base / "repo")
             clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "first", prompt="say hello")
             api.wait_for(lambda r: "say hello" in json.dumps(r.json), timeout=120)
-            web = Web(clauderon, api, repo, free_port())
+            web = Web(clauderon, api, repo, free_port(), github)
             wait_for(lambda: web.status("first") == "waiting_input", 120)
             yield web
     finally:

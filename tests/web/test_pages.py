@@ -126,6 +126,29 @@ def test_terminal_shows_the_agent_and_typing_reaches_the_model(page, web: Web):
     page.wait_for_selector("#diff:has-text('No changes.')")
 
 
+def test_copy_puts_the_terminals_selection_on_the_clipboard(page, web: Web):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=web.base)
+    page.goto(f"{web.base}/#/s/first")
+    wait_for_agent_screen(page)
+    page.click("button:has-text('Copy')")  # nothing selected yet
+    page.wait_for_selector(".notice:has-text('Select text in the terminal first.')")
+    line = page.locator(f"#terminal .xterm-rows > div:has-text('{AGENT_LINE}')").first
+    box = line.bounding_box()
+    assert box is not None
+    # Drag across the whole row, as a user selects.
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 1, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, y, steps=5)
+    page.mouse.move(box["x"] + box["width"] - 1, y, steps=5)
+    page.mouse.up()
+    page.click("button:has-text('Copy')")
+    page.wait_for_selector(".notice:has-text('Copied the selection.')")
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert AGENT_LINE in copied
+    assert copied.strip() == line.inner_text().strip()
+
+
 def test_create_from_the_form_xss_stays_text_delete_through_the_confirmation(page, web: Web):
     alerts: list[str] = []
     page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from .conftest import Web
@@ -190,3 +190,28 @@ def test_logging_out_ends_the_cookie(context, web: Web):
     assert context.cookies() == []
     status, _h, _b = request(web, "GET", "/api/sessions", {"Cookie": f"clauderon_session={value}"})
     assert status == 401  # ended in the daemon, not only forgotten by the browser
+
+
+def test_logging_out_closes_the_sessions_open_websockets(web: Web, cookie: str):
+    """A WebSocket opened under the cookie does not outlive the logout: the daemon closes
+    it (4401), as it does a revoked token's."""
+    headers = {"Origin": web.base, "Cookie": cookie}
+    status, _h, body = request(web, "GET", "/web/session", {"Cookie": cookie})
+    csrf = json.loads(body)["csrf"]
+    with (
+        connect(f"ws://127.0.0.1:{web.port}/ws/events", additional_headers=headers) as events,
+        connect(
+            f"ws://127.0.0.1:{web.port}/ws/console/first", additional_headers=headers
+        ) as console,
+    ):
+        assert json.loads(events.recv(timeout=30))["type"] == "connected"
+        console.recv(timeout=30)  # the snapshot: the terminal is open
+        status, _h, body = request(
+            web, "POST", "/web/logout", {"Cookie": cookie, "X-CSRF-Token": csrf, **headers}
+        )
+        assert status == 200, body
+        for ws in (events, console):
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:  # anything already on its way, then the close
+                    ws.recv(timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

@@ -17,7 +17,8 @@ port — every request must:
 for the cookie (the Host and Origin checks still apply).
 
 Every request and WebSocket a credential opened is tracked under that credential, so
-revoking it closes them at once. `?token=` values are never logged (`redact_tokens`).
+revoking it — a token's revocation, a web session's logout or expiry — closes them at
+once. `?token=` values are never logged (`redact_tokens`).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class _WebSession:
 class WebSessions:
     """The web UI's credential: an HttpOnly, SameSite=Strict cookie naming a session kept
     here, in the daemon's memory (a daemon restart logs every browser out; `revoke` ends
-    one at once).
+    one at once, `expire` the expired ones, closing the WebSockets they opened).
 
     A session starts from a login token that `clauderon web` asks for over the Unix
     socket: it works once, for `LOGIN_TTL` seconds. Requests with the cookie must:
@@ -154,10 +155,15 @@ class WebSessions:
     LOGIN_TTL = 300.0
     SESSION_TTL = 7 * 24 * 3600.0
 
-    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] | None = None,
+        connections: OpenConnections | None = None,
+    ) -> None:
         import time
 
         self._clock = clock or time.monotonic
+        self.connections = connections  # ended with their session (logout, expiry)
         self._logins: dict[str, float] = {}  # hash of a login token → when it expires
         self._sessions: dict[str, _WebSession] = {}  # hash of a cookie value → session
 
@@ -190,16 +196,37 @@ class WebSessions:
         return session
 
     def revoke(self, session_id: str) -> bool:
+        """End a session (logout): its cookie stops working, and the requests and
+        WebSockets it opened are closed — all but the calling request itself."""
         for key, session in list(self._sessions.items()):
             if session.id == session_id:
                 del self._sessions[key]
+                self._end(session, _running_task())
                 return True
         return False
 
-    def _forget_expired(self) -> None:
+    def expire(self) -> int:
+        """Forget expired login tokens and sessions, closing what the sessions opened
+        (a WebSocket outlives no session). Returns how many sessions ended."""
+        return self._forget_expired()
+
+    async def expire_forever(self, interval: float = 60.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.expire()
+
+    def _forget_expired(self) -> int:
         now = self._clock()
         self._logins = {k: v for k, v in self._logins.items() if v >= now}
+        expired = [s for s in self._sessions.values() if s.expires < now]
         self._sessions = {k: v for k, v in self._sessions.items() if v.expires >= now}
+        for session in expired:
+            self._end(session, None)
+        return len(expired)
+
+    def _end(self, session: _WebSession, spare: asyncio.Task[Any] | None) -> None:
+        if self.connections is not None:
+            self.connections.revoke(Principal("cookie", session.id), spare=spare)
 
     def authenticate(self, scope: Scope) -> Principal | None:
         session = self.session(scope)
@@ -272,8 +299,14 @@ class OpenConnections:
             if not entries:
                 del self._open[principal]
 
-    def revoke(self, principal: Principal) -> int:
+    def revoke(self, principal: Principal, spare: asyncio.Task[Any] | None = None) -> int:
+        """End everything `principal` opened, except the request running as `spare` (the
+        logout asking for it, which still answers)."""
         entries = self._open.pop(principal, set())
+        kept = {entry for entry in entries if spare is not None and entry.task is spare}
+        if kept:
+            self._open[principal] = kept
+            entries -= kept
         for entry in entries:
             ending = asyncio.ensure_future(self._end(entry))
             self._ending.add(ending)
@@ -360,6 +393,13 @@ class TokenGate:
             raise
         finally:
             self.connections.discard(principal, entry)
+
+
+def _running_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop running
+        return None
 
 
 def _current_cancelled() -> bool:

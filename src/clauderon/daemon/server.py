@@ -164,7 +164,7 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     connections = OpenConnections()
     api = create_app(manager, shutdown, connections)
     # TCP listeners (`--listen`, or added by `clauderon web`) each have their own gate.
-    web_sessions = WebSessions()
+    web_sessions = WebSessions(connections=connections)  # logout/expiry close its sockets
     listeners = Listeners(api, store, connections, [BearerToken(store), web_sessions], bind_tcp)
     add_web_routes(api, web_sessions, listeners.listen)
     app = TokenGate(api, store, connections)  # over the Unix socket: the user's own
@@ -186,9 +186,11 @@ async def _serve(paths: Paths, tcp: tuple[str, int] | None) -> int:
     except Exception:  # a reconcile bug must not keep the daemon down
         log.exception("startup reconcile failed")
     reconciler = asyncio.create_task(manager.reconcile_forever(RECONCILE_INTERVAL, shutdown))
+    expiring = asyncio.create_task(web_sessions.expire_forever())
     await server.serve(sockets=sockets)  # uvicorn turns SIGTERM/SIGINT into a graceful stop
     await listeners.close()
     reconciler.cancel()
+    expiring.cancel()
     manager.consoles.close_all()
     await proxy.stop()
     # Written off the loop by their own threads: what is queued is written before the end.

@@ -114,11 +114,19 @@ def _stamp() -> str:
 
 def up_to_date(target: Path = VENDOR) -> bool:
     """Every file is there, from the pinned versions."""
+    return problem(target) is None
+
+
+def problem(target: Path = VENDOR) -> str | None:
+    """What is wrong with `target`: missing, incomplete, or other versions; None if fine."""
     try:
         stamp = (target / STAMP).read_text()
     except OSError:
-        return False
-    return stamp == _stamp() and all((target / name).is_file() for name in FILES.values())
+        return f"missing from {target}"
+    if stamp != _stamp():
+        return f"other versions than the pinned ones in {target}"
+    absent = sorted(name for name in FILES.values() if not (target / name).is_file())
+    return f"incomplete in {target} (no {', '.join(absent)})" if absent else None
 
 
 def main(argv: list[str]) -> int:
