@@ -209,17 +209,24 @@ def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")
 
 
-def make_repo(root: Path) -> Path:
-    """The `repo` fixture's repository, at `root` (for fixtures of a wider scope)."""
+def init_repo(root: Path, files: dict[str, str] | None = None) -> Path:
+    """A repository at `root` with one commit on `main` (a README, or `files`)."""
     root.mkdir()
     git("init", "-q", "-b", "main", cwd=root)
     git("config", "user.email", "dev@example.com", cwd=root)
     git("config", "user.name", "Dev Eloper", cwd=root)
-    (root / "README.md").write_text("hello\n")
-    (root / "pkg").mkdir()
-    (root / "pkg" / "mod.py").write_text("x = 1\n")
+    for name, text in (files or {"README.md": "hello\n"}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
     git("add", ".", cwd=root)
     git("commit", "-qm", "init", cwd=root)
+    return root
+
+
+def make_repo(root: Path) -> Path:
+    """The `repo` fixture's repository, at `root` (for fixtures of a wider scope): one
+    commit on `main` with a subdirectory, and a branch `feature` one commit ahead."""
+    init_repo(root, {"README.md": "hello\n", "pkg/mod.py": "x = 1\n"})
     git("branch", "feature", cwd=root)
     git("checkout", "-q", "feature", cwd=root)
     (root / "feature.txt").write_text("feature\n")

@@ -20,7 +20,7 @@ from tests.integration.conftest import (  # noqa: F401 (docker_client is a fixtu
     AGENTS_IMAGE,
     Clauderon,
     docker_client,
-    git,
+    init_repo,
     wait_for,
 )
 
@@ -42,17 +42,6 @@ class Live:
         )
 
 
-def make_repo(root: Path) -> Path:
-    root.mkdir()
-    git("init", "-q", "-b", "main", cwd=root)
-    git("config", "user.email", "dev@example.com", cwd=root)
-    git("config", "user.name", "Dev Eloper", cwd=root)
-    (root / "README.md").write_text("hello\n")
-    git("add", ".", cwd=root)
-    git("commit", "-qm", "init", cwd=root)
-    return root
-
-
 @pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[Live]:  # noqa: F811
     base = tmp_path_factory.mktemp("tui")
@@ -62,7 +51,7 @@ def live(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[Li
             clauderon.configure(
                 f'[proxy.upstreams]\n"api.anthropic.com" = "{api.url}"\n', ANTHROPIC_API_KEY=KEY
             )
-            repo = make_repo(base / "repo")
+            repo = init_repo(base / "repo")
             first = clauderon.create(
                 repo, "--image", AGENTS_IMAGE, "--name", "first", prompt="say hello"
             )

@@ -24,9 +24,9 @@ from tests.integration.conftest import (  # noqa: F401 (docker_client is a fixtu
     AGENTS_IMAGE,
     Clauderon,
     docker_client,
+    init_repo,
     wait_for,
 )
-from tests.tui.conftest import make_repo
 
 KEY = "sk-ant-api03-web-test-key-0123456789abcdef"
 GITHUB_TOKEN = "ghp_fake-token-for-web-tests"
@@ -107,7 +107,7 @@ def web(tmp_path_factory: pytest.TempPathFactory, docker_client) -> Iterator[Web
                 ANTHROPIC_API_KEY=KEY,
                 GITHUB_TOKEN=GITHUB_TOKEN,
             )
-            repo = make_repo(base / "repo")
+            repo = init_repo(base / "repo")
             clauderon.create(repo, "--image", AGENTS_IMAGE, "--name", "first", prompt="say hello")
             api.wait_for(lambda r: "say hello" in json.dumps(r.json), timeout=120)
             web = Web(clauderon, api, repo, free_port(), github)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import git
+from tests.integration.conftest import git, init_repo
 
 from .conftest import AGENTS_IMAGE, GITHUB_TOKEN, Web
 
@@ -22,14 +22,7 @@ PR_URL = "https://github.example/acme/widgets/pull/1"
 def landing_repo(base: Path) -> tuple[Path, Path]:
     """A repository whose `origin` is on GitHub for fetching (the pull request's
     owner/repo) and a local bare repository for pushing."""
-    repo, remote = base / "land-repo", base / "land-remote.git"
-    repo.mkdir()
-    git("init", "-q", "-b", "main", cwd=repo)
-    git("config", "user.email", "dev@example.com", cwd=repo)
-    git("config", "user.name", "Dev Eloper", cwd=repo)
-    (repo / "README.md").write_text("hello\n")
-    git("add", ".", cwd=repo)
-    git("commit", "-qm", "init", cwd=repo)
+    repo, remote = init_repo(base / "land-repo"), base / "land-remote.git"
     git("init", "-q", "--bare", str(remote), cwd=base)
     git("remote", "add", "origin", "https://github.com/acme/widgets.git", cwd=repo)
     git("remote", "set-url", "--push", "origin", str(remote), cwd=repo)

@@ -67,7 +67,6 @@ export function showCreate(main) {
     event.preventDefault();
     error.hidden = true;
     if (!repo.value.trim()) return fail("Give the repository's path.");
-    if (!repo.value.trim().startsWith("/")) return fail("The repository's path must be absolute (the daemon's directory is not yours).");
     if (!prompt.value.trim()) return fail("Write a prompt.");
     requestId = crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2);
     const body = {
