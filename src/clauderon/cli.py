@@ -612,9 +612,7 @@ def allow(
     if not show:
         _allow_change(host, session, True)
         return
-    rows = client().request("GET", "/api/allow")
-    if session:
-        rows = [r for r in rows if r["session"] in (None, session)]
+    rows = client().request("GET", "/api/allow", params={"session": session})
     if as_json:
         print_json(rows)
         return

@@ -190,6 +190,9 @@ def test_a_denied_https_host_explains_itself_and_allow_is_live(session, upstream
     assert {"host": "example.org", "session": name, "rule": "allow"} in [
         {k: e[k] for k in ("host", "session", "rule")} for e in listing
     ]
+    # The list for one session holds its own entries and those for every session.
+    mine = clauderon.run("allow", "--list", "--session", name, "--json").json
+    assert {e["session"] for e in mine} <= {None, name} and any(e["session"] for e in mine)
 
     # It lasts across a daemon restart (the running container keeps it).
     clauderon.run("daemon", "stop")
@@ -232,6 +235,7 @@ def test_a_denied_https_host_explains_itself_and_allow_is_live(session, upstream
         (("allow", "example.org:99999"), "port must be"),
         (("disallow", "exa mple.org"), "not a host name"),
         (("allow", "example.org", "--session", "nope"), "no session"),
+        (("allow", "--list", "--session", "nope"), "no session"),
         (("allow",), "a host"),
     ],
 )

@@ -339,9 +339,10 @@ def create_app(
     # --- hosts allowed or refused live (`clauderon allow|disallow`) ------------------------
 
     @app.get("/api/allow")
-    async def allowed_hosts() -> list[dict[str, Any]]:
-        """Every entry that decides egress: live ones, config.toml's, the defaults."""
-        return await manager.allowed_hosts()
+    async def allowed_hosts(session: str | None = None) -> list[dict[str, Any]]:
+        """Every entry that decides egress (live ones, config.toml's, the defaults); with
+        `session`, those that apply to that session."""
+        return await manager.allowed_hosts(session)
 
     @app.post("/api/allow")
     async def allow_host(req: AllowRequest) -> dict[str, Any]:

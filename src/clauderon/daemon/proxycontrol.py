@@ -81,9 +81,13 @@ class ProxyControl(ManagerCore):
         target = self._get(session) if session else None
         return await blocking(self.proxy.change_allow, host, allow, target)
 
-    async def allowed_hosts(self) -> list[dict[str, Any]]:
+    async def allowed_hosts(self, session: str | None = None) -> list[dict[str, Any]]:
+        """Every entry that decides egress; with `session`, those that apply to it."""
+        if session is not None:
+            self._get(session)  # an unknown name is an error, not an empty answer
         sessions = {s.id: s.name for s in await blocking(self.store.list_sessions)}
-        return await blocking(self.proxy.allowed_hosts, sessions)
+        rows = await blocking(self.proxy.allowed_hosts, sessions)
+        return [r for r in rows if session is None or r["session"] in (None, session)]
 
     async def set_access_mode(self, name: str, mode: str) -> Session:
         try:
